@@ -17,6 +17,7 @@ import functools
 import importlib
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,11 @@ def load_spec(path: str | Path) -> Spec:
             msg = f"{msg}; got {err.get('input')!r}"
         else:
             msg = f"{msg} (got {err.get('input')!r})" if not isinstance(err.get("input"), dict) else msg
-        raise SpecError(rel, _field(err["loc"]), msg.replace("Value error, ", "")) from None
+        msg, field = msg.replace("Value error, ", ""), _field(err["loc"])
+        # Cross-field checks (model validators) name their field at the start of the message.
+        if not err["loc"] and (m := re.match(r"^([\w.]+): (.*)$", msg)):
+            field, msg = m.group(1), m.group(2)
+        raise SpecError(rel, field, msg) from None
     if spec.id != path.stem:
         raise SpecError(rel, "id", f"id {spec.id!r} must match the file name; rename to {spec.id}.yaml or fix the id")
     for i, p in enumerate(spec.implementation):

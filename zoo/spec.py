@@ -208,7 +208,7 @@ class Reproduction(_Strict):
     def _baselines(self) -> "Reproduction":
         for b in self.baselines:
             if b not in self.arms:
-                raise ValueError(f"baseline {b!r} is not one of the arms {sorted(self.arms)}")
+                raise ValueError(f"baselines: {b!r} is not one of the arms {sorted(self.arms)}")
         return self
 
 
@@ -255,10 +255,10 @@ class Spec(_Strict):
     @model_validator(mode="after")
     def _claims_need_metrics(self) -> "Spec":
         if self.claims and self.reproduction is None:
-            raise ValueError("claims need a `reproduction` that produces their metrics")
+            raise ValueError("reproduction: claims need a `reproduction` that produces their metrics; add one")
         ids = [c.id for c in self.claims]
         if len(ids) != len(set(ids)):
-            raise ValueError(f"claim ids must be unique, got {ids}")
+            raise ValueError(f"claims: claim ids must be unique, got {ids}")
         if self.reproduction is not None:
             r = self.reproduction
             for i, c in enumerate(self.claims):

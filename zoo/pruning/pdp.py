@@ -228,7 +228,7 @@ class _Original:
 
 @torch.no_grad()
 def harden(model: nn.Module) -> nn.Module:
-    """Replace every :class:`PDPMask` by the exact hard top-k mask and remove the parametrization.
+    r"""Replace every :class:`PDPMask` by the exact hard top-k mask and remove the parametrization.
 
     The exported weight is :math:`m(W) \odot W` with the units below the target zeroed.
 

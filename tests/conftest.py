@@ -1,0 +1,44 @@
+"""Shared fixtures: a throw-away copy of the repository root for tests that write or break specs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def zoo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A repo root in ``tmp_path``: ``zoo/`` and ``data/`` linked, ``specs/`` empty, ``ZOO_ROOT`` set.
+
+    Returns a function ``add_spec(id_or_text, name=None)`` that copies a real spec (by id) or
+    writes the given YAML text into the temporary ``specs/``.
+    """
+    from zoo import catalogue
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "zoo").symlink_to(REPO / "zoo")
+    if not (REPO / "data").is_dir():
+        from zoo.data import prepare
+
+        prepare(REPO / "data")
+    (tmp_path / "data").symlink_to(REPO / "data")
+    monkeypatch.setenv("ZOO_ROOT", str(tmp_path))
+    catalogue._load_all_cached.cache_clear()
+
+    def add_spec(source: str, name: str | None = None) -> Path:
+        if "\n" in source:
+            dest = tmp_path / "specs" / f"{name}.yaml"
+            dest.write_text(source)
+        else:
+            dest = tmp_path / "specs" / f"{name or source}.yaml"
+            shutil.copy(REPO / "specs" / f"{source}.yaml", dest)
+        catalogue._load_all_cached.cache_clear()
+        return dest
+
+    add_spec.root = tmp_path  # type: ignore[attr-defined]
+    yield add_spec
+    catalogue._load_all_cached.cache_clear()

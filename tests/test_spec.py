@@ -1,0 +1,89 @@
+"""The spec schema: every real spec validates; each kind of bad input is a one-line error."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from zoo.catalogue import SpecError, load_spec
+from tests.conftest import REPO
+
+GOOD = (REPO / "specs" / "pdp_pruning.yaml").read_text()
+
+
+def _broken(zoo_root, mutate) -> SpecError:
+    raw = yaml.safe_load(GOOD)
+    mutate(raw)
+    path = zoo_root(yaml.safe_dump(raw, sort_keys=False) + "\n", name="pdp_pruning")
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "specs/pdp_pruning.yaml" in msg
+    return e.value
+
+
+def test_every_spec_validates():
+    files = sorted((REPO / "specs").glob("*.yaml"))
+    assert files
+    for f in files:
+        assert load_spec(f).id == f.stem
+
+
+def test_yaml_syntax_error_names_line(zoo_root):
+    path = zoo_root("id: pdp_pruning\ntitle: [unclosed\nfamily: pruning\n", name="pdp_pruning")
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    assert "YAML syntax error" in str(e.value) and "line" in e.value.field
+
+
+def test_unknown_key_lists_allowed(zoo_root):
+    err = _broken(zoo_root, lambda r: r.update(sumary="typo"))
+    assert err.field == "sumary" and "unknown key" in err.message and "summary" in err.message
+
+
+def test_unknown_nested_key(zoo_root):
+    err = _broken(zoo_root, lambda r: r["claims"][0]["condition"].update(treshold=1))
+    assert err.field == "claims.0.condition.treshold" and "threshold" in err.message
+
+
+def test_wrong_type(zoo_root):
+    err = _broken(zoo_root, lambda r: r["reproduction"].update(seeds="zero"))
+    assert err.field == "reproduction.seeds"
+
+
+def test_bad_enum(zoo_root):
+    err = _broken(zoo_root, lambda r: r.update(family="prunning"))
+    assert err.field == "family" and "prunning" in err.message
+
+
+def test_claim_on_unproduced_metric(zoo_root):
+    err = _broken(zoo_root, lambda r: r["claims"][0]["condition"].update(metric="pdp_u90.top5"))
+    assert err.field.startswith("claims") and "not produced" in err.message
+
+
+def test_import_path_that_does_not_resolve(zoo_root):
+    err = _broken(zoo_root, lambda r: r["implementation"].append("zoo.pruning.pdp:NoSuchThing"))
+    assert err.field == "implementation.4" and "NoSuchThing" in err.message
+
+
+def test_experiment_module_missing(zoo_root):
+    err = _broken(zoo_root, lambda r: r["reproduction"].update(experiment="zoo.experiments.nope:run"))
+    assert err.field == "reproduction.experiment"
+
+
+def test_missing_required_field(zoo_root):
+    err = _broken(zoo_root, lambda r: r.pop("title"))
+    assert err.field == "title" and "missing" in err.message
+
+
+def test_within_needs_tolerance(zoo_root):
+    err = _broken(zoo_root, lambda r: r["claims"][0]["condition"].update(op="within"))
+    assert "tolerance" in err.message
+
+
+def test_id_must_match_file(zoo_root):
+    raw = yaml.safe_load(GOOD)
+    path = zoo_root(yaml.safe_dump(raw), name="other_name")
+    with pytest.raises(SpecError, match="must match the file name"):
+        load_spec(path)
