@@ -19,7 +19,6 @@ results as they were.
 from __future__ import annotations
 
 import argparse
-import getpass
 import hashlib
 import importlib.metadata as md
 import io
@@ -247,13 +246,21 @@ def run_entry(
     dest: Path,
     device: str = "auto",
     progress: bool = True,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Run one entry with a composed config and write its results to ``dest`` atomically."""
     from tqdm.auto import tqdm
 
     from zoo.experiment import RunContext
 
+    import torch
+
     dev = resolve_device(device)
+    if dev == "cpu":
+        # The zoo's models are tiny: intra-op threads buy little, and on a shared or small machine
+        # spinning OpenMP workers can slow a run tenfold. One thread also makes CPU results
+        # independent of the core count. Recorded in the provenance's device name.
+        torch.set_num_threads(threads)
     data_dir = repo_root() / "data"
     _ensure_data(entry, data_dir)
     exp_cfg = {k: v for k, v in cfg.items() if k not in _RUNNER_KEYS}
@@ -271,7 +278,6 @@ def run_entry(
     _check_metrics(entry, result.metrics, len(seeds))
     metrics = Metrics(entry=entry.id, seeds=seeds, arms=result.metrics)
     verdicts = evaluate_claims(entry.spec, metrics)
-    import torch
 
     prov = Provenance(
         entry=entry.id,
@@ -394,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-m", "--multirun", action="store_true", help="Hydra multirun: sweep overrides with a launcher")
     ap.add_argument("--out", default=None, help="write results here instead of the default place")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the models are tiny)")
     args = ap.parse_args(argv)
     # argparse takes "key=value" words as overrides only after the id; with --all there is no id.
     overrides = list(args.overrides)
@@ -417,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         resolve_device(args.device)
         dest = destination(entry, args.quick, overrides, args.out)
         res = run_entry(entry, cfg, quick=args.quick, overrides=overrides, dest=dest, device=args.device,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, threads=args.threads)
     except (SpecError, OverrideError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

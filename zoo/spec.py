@@ -225,6 +225,7 @@ class Spec(_Strict):
     small_scale: str = Field(description="one line: whether and how it reproduces at small scale offline")
     links: dict[str, str] = Field(default_factory=dict)
     implementation: list[str] = Field(default_factory=list, description="import paths, `module:Name`")
+    usage: str | None = Field(default=None, description="a short Python example of using the implementation")
     reproduction: Reproduction | None = None
     claims: list[Claim] = Field(default_factory=list)
     related: list[str] = Field(default_factory=list, description="ids of related entries")
