@@ -10,6 +10,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prepared_data() -> Path:
+    """``data/`` exists (built offline and deterministically) before any test reads it."""
+    from zoo.data import prepare
+
+    if not all((REPO / "data" / name / "meta.json").is_file() for name in ("digits", "mnist5k", "mnist1d")):
+        prepare(REPO / "data")
+    return REPO / "data"
+
+
 @pytest.fixture
 def zoo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A repo root in ``tmp_path``: ``zoo/`` and ``data/`` linked, ``specs/`` empty, ``ZOO_ROOT`` set.
@@ -21,10 +31,6 @@ def zoo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     (tmp_path / "specs").mkdir()
     (tmp_path / "zoo").symlink_to(REPO / "zoo")
-    if not (REPO / "data").is_dir():
-        from zoo.data import prepare
-
-        prepare(REPO / "data")
     (tmp_path / "data").symlink_to(REPO / "data")
     monkeypatch.setenv("ZOO_ROOT", str(tmp_path))
     catalogue._load_all_cached.cache_clear()

@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write results here instead of the default place")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the models are tiny)")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # flags may come after overrides
     # argparse takes "key=value" words as overrides only after the id; with --all there is no id.
     overrides = list(args.overrides)
     if args.all and args.id:

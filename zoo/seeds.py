@@ -1,4 +1,4 @@
-"""Parse the seed listings (``shared/seeds/*.txt``) into unique papers.
+"""Parse the seed listings (``specs/seeds/*.txt``, copied verbatim from ``shared/seeds``) into unique papers.
 
 The listings are text scraped from Hugging Face "Daily Papers" pages. Two layouts occur:
 
@@ -47,13 +47,15 @@ def normalise_title(title: str) -> str:
 
 
 def default_seeds_dir() -> Path:
-    """``../shared/seeds`` beside the repository, overridable with ``ZOO_SEEDS_DIR``."""
+    """``specs/seeds/`` (the listings, vendored verbatim), overridable with ``ZOO_SEEDS_DIR``."""
     import os
 
     env = os.environ.get("ZOO_SEEDS_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "seeds"
+    from zoo.catalogue import repo_root
+
+    return repo_root() / "specs" / "seeds"
 
 
 def listing_id(path: Path) -> str:

@@ -1,0 +1,112 @@
+"""The runner: quick end-to-end run, determinism, destinations, atomicity and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from zoo.catalogue import get
+from zoo.reproduce import OverrideError, compose_config, destination, main
+from tests.conftest import REPO
+
+
+def _run(args, root) -> subprocess.CompletedProcess:
+    env = {"ZOO_ROOT": str(root), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(root)}
+    return subprocess.run([sys.executable, "-m", "zoo.reproduce", *args], cwd=root, env=env, capture_output=True, text=True)
+
+
+def test_quick_end_to_end_and_deterministic(zoo_root, capsys):
+    zoo_root("pdp_pruning")
+    root = zoo_root.root
+    assert main(["pdp_pruning", "--quick", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "pdp_beats_gmp_u90" in out and "results: runs/pdp_pruning/quick/" in out
+    d = root / "runs" / "pdp_pruning" / "quick"
+    assert {p.name for p in d.iterdir()} == {"metrics.json", "verdicts.json", "provenance.json", "curves.json", "plot.png"}
+    assert (d / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    prov = json.loads((d / "provenance.json").read_text())
+    assert prov["quick"] and prov["seeds"] == [0] and prov["device"] == "cpu" and prov["wall_time_s"] > 0
+    first = json.loads((d / "metrics.json").read_text())
+    assert main(["pdp_pruning", "--quick", "--no-progress"]) == 0
+    assert json.loads((d / "metrics.json").read_text()) == first, "same seed must give identical metrics"
+    assert not (root / "reproductions").exists(), "a quick run never writes the recorded results"
+
+
+def test_destinations():
+    e = get("pdp_pruning")
+    assert destination(e, False, [], None) == e.results_dir
+    assert "runs/pdp_pruning/quick" in str(destination(e, True, [], None))
+    over = destination(e, False, ["epochs=2"], None)
+    assert "runs/pdp_pruning/epochs=2_" in str(over)
+
+
+def test_overrides_compose_and_type_check():
+    e = get("pdp_pruning")
+    cfg = compose_config(e, ["epochs=2", "seeds=[3]", "lr=0.01"])
+    assert cfg["epochs"] == 2 and cfg["seeds"] == [3] and cfg["lr"] == 0.01
+    cfg = compose_config(e, ["lr=1"])  # an int where a float is expected is fine
+    assert cfg["lr"] == 1
+    with pytest.raises(OverrideError, match=r"reproduction.config.epochs: .*expected int"):
+        compose_config(e, ["epochs=abc"])
+    with pytest.raises(OverrideError, match="known keys"):
+        compose_config(e, ["epochz=3"])
+    with pytest.raises(OverrideError, match="seeds must be a non-empty list"):
+        compose_config(e, ["seeds=[]"])
+
+
+@pytest.mark.parametrize(
+    "args,expect",
+    [
+        (["no_such_paper"], "unknown id 'no_such_paper'"),
+        (["pdp_pruning", "epochs=abc"], "expected int"),
+        (["pdp_pruning", "not_a_key=1"], "bad override"),
+        (["pdp_pruning", "epochs="], "expected int"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(zoo_root, args, expect):
+    zoo_root("pdp_pruning")
+    root = zoo_root.root
+    res = _run(args, root)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and expect in lines[0] and "specs/" in lines[0], res.stderr
+    assert not (root / "runs").exists() and not (root / "reproductions").exists()
+
+
+def test_broken_spec_is_named(zoo_root):
+    zoo_root("id: pdp_pruning\ntitle: x\nfamily: [\n", name="pdp_pruning")
+    res = _run(["pdp_pruning", "--quick"], zoo_root.root)
+    assert res.returncode == 2 and "specs/pdp_pruning.yaml: line" in res.stderr
+
+
+def test_crashed_run_keeps_recorded_results(zoo_root, monkeypatch):
+    zoo_root("pdp_pruning")
+    dest = zoo_root.root / "reproductions" / "pdp_pruning"
+    dest.mkdir(parents=True)
+    (dest / "verdicts.json").write_text('{"recorded": true}')
+    import zoo.experiments.pdp_pruning as exp
+
+    def boom(cfg, ctx):
+        raise RuntimeError("crash mid-run")
+
+    monkeypatch.setattr(exp, "run", boom)
+    with pytest.raises(RuntimeError, match="crash mid-run"):
+        main(["pdp_pruning", "--out", str(dest), "--no-progress", "epochs=1"])
+    assert (dest / "verdicts.json").read_text() == '{"recorded": true}'
+    assert [p.name for p in dest.parent.iterdir()] == ["pdp_pruning"]
+
+
+def test_submitit_local_multirun_over_two_seeds(zoo_root):
+    """Hydra's submitit launcher (its local executor stands in for SLURM) runs one job per seed."""
+    zoo_root("pdp_pruning")
+    root = zoo_root.root
+    res = _run(["pdp_pruning", "--quick", "-m", "seeds=[0],[1]", "hydra/launcher=submitit_local"], root)
+    assert res.returncode == 0, res.stderr[-2000:]
+    jobs = sorted((root / "runs" / "multirun").glob("*/[0-9]*/results/metrics.json"))
+    assert len(jobs) == 2
+    seeds = sorted(json.loads(j.read_text())["seeds"] for j in jobs)
+    assert seeds == [[0], [1]]
+    assert not (root / "reproductions").exists()
