@@ -11,6 +11,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> None:
+    """As the runner does on CPU: the zoo's tensors are tiny, and spare intra-op threads only spin."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def prepared_data() -> Path:
     """``data/`` exists (built offline and deterministically) before any test reads it."""
     from zoo.data import prepare
