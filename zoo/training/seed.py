@@ -20,8 +20,10 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if deterministic:
-        # cuBLAS needs this workspace setting for deterministic matmuls on CUDA.
+    if deterministic and torch.cuda.is_available():
+        # CPU kernels are already deterministic for a fixed thread count; on CUDA, cuBLAS needs this
+        # workspace setting and some kernels need the deterministic flag. (The flag is not set on
+        # CPU-only machines because it imports torch._inductor, seconds of start-up for nothing.)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
