@@ -199,8 +199,12 @@ class Entry:
         if not f.is_file():
             return {}
         counts: dict[str, int] = {}
-        for v in json.loads(f.read_text())["claims"].values():
-            counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
+        try:
+            claims = json.loads(f.read_text())["claims"].values()
+            for v in claims:
+                counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return {"unreadable": 1}  # `python -m zoo.status --check` names the broken file
         return counts
 
 

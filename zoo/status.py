@@ -26,7 +26,7 @@ from zoo.catalogue import Entry, SpecError, load_all, repo_root
 from zoo.pipeline import RESULT_FILES, md5_path, render, stage_deps
 from zoo.results import Metrics, Provenance, ResultsError, Verdicts, evaluate_claims, read_json_model
 
-__all__ = ["EntryStatus", "LockError", "collect", "read_lock", "main"]
+__all__ = ["EntryStatus", "LockError", "collect", "read_lock", "check_dvc_yaml", "main"]
 
 
 class LockError(Exception):
@@ -139,7 +139,8 @@ def collect() -> list[EntryStatus]:
     return [_entry_status(e, lock) for e in load_all().values()]
 
 
-def _check_dvc_yaml() -> list[str]:
+def check_dvc_yaml() -> list[str]:
+    """Problems with ``dvc.yaml`` (empty when it is what the catalogue generates)."""
     path = repo_root() / "dvc.yaml"
     if not path.is_file() or path.read_text() != render():
         return ["dvc.yaml is not what the catalogue generates; run `python -m zoo.pipeline`"]
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         rows = collect()
-        global_problems = _check_dvc_yaml()
+        global_problems = check_dvc_yaml()
     except (SpecError, LockError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if not args.check else 1
