@@ -271,6 +271,9 @@ def run_entry(
         return tqdm(leave=False, dynamic_ncols=True, file=sys.stderr, disable=not progress, **kw)
 
     ctx = RunContext(device=dev, seeds=seeds, data_dir=data_dir, quick=quick, progress=bar)
+    # The code that runs is the code at the start: read the commit before the experiment.
+    commit = _git("rev-parse", "HEAD") or "unknown"
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     result = run(exp_cfg, ctx)
@@ -281,8 +284,8 @@ def run_entry(
 
     prov = Provenance(
         entry=entry.id,
-        commit=_git("rev-parse", "HEAD") or "unknown",
-        dirty=bool(_git("status", "--porcelain", "--untracked-files=no")),
+        commit=commit,
+        dirty=dirty,
         device=dev,
         device_name=_device_name(dev),
         python=platform.python_version(),
