@@ -1,0 +1,59 @@
+"""Tests for zoo.bench (the optimizer micro-benchmark): shapes, records, command line."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from zoo.bench import gpt_shapes, main
+
+
+@pytest.mark.parametrize("n", [3e5, 20e6, 300e6])
+def test_gpt_shapes_hit_the_requested_size(n: float) -> None:
+    shapes = gpt_shapes(n)
+    total = sum(math.prod(s) for s in shapes)
+    assert abs(total - n) / n < 0.1, f"{total / 1e6:.2f}M parameters for a {n / 1e6:g}M request"
+    assert any(len(s) == 1 for s in shapes) and any(len(s) == 2 for s in shapes)  # biases/norms and matrices
+
+
+def test_optim_bench_writes_a_complete_record(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "bench.json"
+    threads = torch.get_num_threads()
+    try:
+        assert (
+            main(
+                [
+                    "optim",
+                    "--params",
+                    "3e5",
+                    "--device",
+                    "cpu",
+                    "--iters",
+                    "1",
+                    "--rounds",
+                    "1",
+                    "--threads",
+                    "1",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+    finally:
+        torch.set_num_threads(threads)
+    record = json.loads(out.read_text())
+    assert record["provenance"]["device"] == "cpu" and record["provenance"]["torch"] == torch.__version__
+    assert record["copy_bandwidth_GBps"] > 0
+    rows = {r["name"]: r for r in record["results"]}
+    for name in ("zoo.DAdaptAdam", "zoo.DAdaptSGD", "zoo.DAdaptAdaGrad", "torch.AdamW(foreach)"):
+        r = rows[name]
+        assert r["ms_per_step"] > 0 and r["roofline_ms"] > 0
+        assert r["ratio_to_roofline"] == pytest.approx(r["ms_per_step"] / r["roofline_ms"], rel=0.02)
+    if "dadaptation.DAdaptAdam" in rows:  # the reference package is a test extra
+        assert rows["zoo.DAdaptAdam"]["speedup_vs_reference"] > 0
+    assert "zoo.DAdaptAdam" in capsys.readouterr().out

@@ -1,0 +1,240 @@
+"""Micro-benchmarks of the zoo's building blocks.
+
+``python -m zoo.bench optim [--params N] [--device D] [--out FILE]`` times one ``step()`` of
+every zoo optimizer, of its authors' reference package (when installed) and of torch's AdamW
+(``foreach`` and ``fused``) on the same parameter set: the tensor shapes of a GPT-style
+transformer with about N parameters (default ~300M on CUDA, ~20M on CPU), fp32, random
+gradients. Each optimizer is reported as ms/step and as a multiple of its memory-traffic
+roofline: the bytes a single fused pass must move per step (read parameters, gradients and
+state, write parameters and state) divided by the copy bandwidth measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+__all__ = ["bench_optim", "copy_bandwidth", "gpt_shapes", "main", "step_times"]
+
+
+def gpt_shapes(n_params: float) -> list[tuple[int, ...]]:
+    """Parameter shapes of a GPT-2-style model (tied embeddings) with about ``n_params`` weights.
+
+    Width ``d`` is the largest power of two that still leaves at least 4 blocks (vocabulary
+    ``32 d``, context ``min(1024, 8 d)``): ~20M gives d=512 with 4 blocks, ~300M d=1024 with 21.
+    """
+    for d in (4096, 2048, 1024, 512, 256, 128, 64):
+        vocab, ctx = 32 * d, min(1024, 8 * d)
+        layers = round((n_params - (vocab + ctx + 2) * d) / (12 * d * d + 13 * d))
+        if layers >= 4 or d == 64:
+            break
+    block = [(d,), (d,), (3 * d, d), (3 * d,), (d, d), (d,), (d,), (d,), (4 * d, d), (4 * d,), (d, 4 * d), (d,)]
+    return [(vocab, d), (ctx, d), *block * max(1, layers), (d,), (d,)]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_times(step: Callable[[], object], device: torch.device, warmup: int = 1, iters: int = 3) -> list[float]:
+    """Wall time of each of ``iters`` calls of ``step()`` in ms, after ``warmup`` calls; syncs CUDA."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iters):
+        _sync(device)
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(1e3 * (time.perf_counter() - t0))
+    return times
+
+
+def copy_bandwidth(n_elements: int, device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+    """Peak bytes per second of ``dst.copy_(src)`` (counting one read and one write per element).
+
+    The best of several copies: a roofline is the attainable peak, and on a shared machine the
+    median mostly measures the neighbours. A copy also pays write-allocate reads of ``dst`` that
+    this count ignores, so a kernel with fewer stores per load can beat the "roofline" (ratio < 1).
+    """
+    src = torch.rand(n_elements, device=device, dtype=dtype)
+    dst = torch.empty_like(src)
+    ms = min(step_times(lambda: dst.copy_(src), device, warmup=2, iters=9))
+    return 2 * src.numel() * src.element_size() / (ms / 1e3)
+
+
+@dataclass
+class Row:
+    name: str
+    ms_per_step: float  # best step over all rounds
+    median_ms: float
+    bytes_per_step: int
+    roofline_ms: float
+    ratio_to_roofline: float
+    reference: str | None = None
+    speedup_vs_reference: float | None = None
+
+
+# name -> (import path "module:Class", constructor kwargs, arrays a fused pass reads + writes per
+# parameter, the reference it is compared with).
+CANDIDATES: dict[str, tuple[str, dict, int, str | None]] = {
+    "zoo.DAdaptAdam": ("zoo.optim.d_adaptation:DAdaptAdam", {}, 9, "dadaptation.DAdaptAdam"),
+    "dadaptation.DAdaptAdam": ("dadaptation:DAdaptAdam", {}, 9, None),
+    "zoo.DAdaptSGD": ("zoo.optim.d_adaptation:DAdaptSGD", {"momentum": 0.9}, 6, "dadaptation.DAdaptSGD"),
+    "dadaptation.DAdaptSGD": ("dadaptation:DAdaptSGD", {"momentum": 0.9}, 6, None),
+    "zoo.DAdaptAdaGrad": ("zoo.optim.d_adaptation:DAdaptAdaGrad", {}, 8, "dadaptation.DAdaptAdaGrad"),
+    "dadaptation.DAdaptAdaGrad": ("dadaptation:DAdaptAdaGrad", {}, 8, None),
+    "torch.AdamW(foreach)": ("torch.optim:AdamW", {"lr": 1e-3, "foreach": True}, 7, None),
+    "torch.AdamW(fused)": ("torch.optim:AdamW", {"lr": 1e-3, "fused": True}, 7, None),
+}
+# Reads p, g, m, v, s and writes p, m, v, s (Adam); p, g, s, x0 / p, s (SGD); p, g, a, s, x0 /
+# p, a, s (AdaGrad); p, g, m, v / p, m, v (AdamW).
+
+
+def _load(path: str) -> type | None:
+    module, name = path.split(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:
+        return None
+
+
+def bench_optim(
+    n_params: int, device: torch.device, iters: int = 3, rounds: int = 2, log: Callable[[str], None] = print
+) -> dict:
+    """Time every candidate on one parameter set; returns the JSON-ready record."""
+    shapes = gpt_shapes(n_params)
+    gen = torch.Generator(device=device).manual_seed(0)
+    params = [torch.nn.Parameter(0.02 * torch.randn(s, device=device, generator=gen)) for s in shapes]
+    for p in params:
+        p.grad = 1e-3 * torch.randn(p.shape, device=device, generator=gen)
+    n = sum(p.numel() for p in params)
+    bandwidth = copy_bandwidth(n, device)
+    log(
+        f"{n / 1e6:.1f}M parameters in {len(params)} tensors on {_device_name(device)}; "
+        f"copy bandwidth {bandwidth / 1e9:.1f} GB/s"
+    )
+    # Round robin: every candidate is timed in each round, so a burst of load from other
+    # processes on a shared machine hits all of them rather than one; the best step is reported.
+    times: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for name, (path, kwargs, _, _) in CANDIDATES.items():
+            cls = _load(path)
+            if cls is None or (kwargs.get("fused") and not _fused_ok(device)):
+                continue
+            opt = cls(params, **kwargs)
+            # One warm-up step creates the state.
+            times.setdefault(name, []).extend(step_times(opt.step, device, warmup=1, iters=iters))
+            del opt  # free its state before the next candidate
+    rows: list[Row] = []
+    for name, (_, _, arrays, ref) in CANDIDATES.items():
+        if name not in times:
+            log(f"  {name:<28} skipped (not installed or not supported here)")
+            continue
+        ms, med = min(times[name]), statistics.median(times[name])
+        nbytes = arrays * 4 * n
+        roof = 1e3 * nbytes / bandwidth
+        rows.append(Row(name, round(ms, 2), round(med, 2), nbytes, round(roof, 2), round(ms / roof, 2), ref))
+        log(f"  {name:<28} {ms:9.1f} ms/step (median {med:7.1f})   roofline {roof:7.1f} ms   x{ms / roof:5.1f}")
+    by_name = {r.name: r for r in rows}
+    for r in rows:
+        if r.reference in by_name:
+            r.speedup_vs_reference = round(by_name[r.reference].ms_per_step / r.ms_per_step, 2)
+            log(f"  {r.name} is {r.speedup_vs_reference:.2f}x the speed of {r.reference}")
+    return {
+        "benchmark": "optim",
+        "provenance": {
+            "device": str(device),
+            "device_name": _device_name(device),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "torch_threads": torch.get_num_threads(),
+            # Other processes share the machine; the 1-minute load average when the run ended.
+            "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+            "packages": _versions(("dadaptation",)),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": "python -m zoo.bench " + " ".join(sys.argv[1:]),
+        },
+        "params": n,
+        "tensors": len(params),
+        "dtype": "float32",
+        "steps_timed": {"rounds": rounds, "steps_per_round": iters, "reported": "best step; median also given"},
+        "copy_bandwidth_GBps": round(bandwidth / 1e9, 2),
+        "results": [asdict(r) for r in rows],
+    }
+
+
+def _versions(names: tuple[str, ...]) -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _fused_ok(device: torch.device) -> bool:
+    try:
+        p = torch.nn.Parameter(torch.zeros(2, device=device))
+        p.grad = torch.zeros(2, device=device)
+        torch.optim.AdamW([p], fused=True).step()
+        return True
+    except (RuntimeError, ValueError):
+        return False
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m zoo.bench", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    op = sub.add_parser("optim", help="one optimizer step: zoo vs reference packages vs torch AdamW")
+    op.add_argument("--params", type=float, default=None, help="parameter count (default 300e6 on CUDA, 20e6 on CPU)")
+    op.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    op.add_argument("--iters", type=int, default=3, help="timed steps per optimizer and round")
+    op.add_argument("--rounds", type=int, default=2, help="round-robin rounds over all optimizers")
+    op.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    op.add_argument("--out", type=Path, default=None, help="write the JSON record here")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n = int(args.params or (300e6 if device.type == "cuda" else 20e6))
+    record = bench_optim(n, device, iters=args.iters, rounds=args.rounds)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

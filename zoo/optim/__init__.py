@@ -1,0 +1,5 @@
+"""Optimizers, each in its own module named after its paper's method (``torch.optim.Optimizer``s)."""
+
+from zoo.optim.d_adaptation import DAdaptAdaGrad, DAdaptAdam, DAdaptDualAveraging, DAdaptSGD
+
+__all__ = ["DAdaptAdaGrad", "DAdaptAdam", "DAdaptDualAveraging", "DAdaptSGD"]
