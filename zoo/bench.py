@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from zoo.reproduce import device_name
+
 __all__ = ["bench_optim", "copy_bandwidth", "gpt_shapes", "main", "step_times"]
 
 
@@ -124,7 +126,7 @@ def bench_optim(
     n = sum(p.numel() for p in params)
     bandwidth = copy_bandwidth(n, device)
     log(
-        f"{n / 1e6:.1f}M parameters in {len(params)} tensors on {_device_name(device)}; "
+        f"{n / 1e6:.1f}M parameters in {len(params)} tensors on {device_name(str(device))}; "
         f"copy bandwidth {bandwidth / 1e9:.1f} GB/s"
     )
     # Round robin: every candidate is timed in each round, so a burst of load from other
@@ -158,7 +160,7 @@ def bench_optim(
         "benchmark": "optim",
         "provenance": {
             "device": str(device),
-            "device_name": _device_name(device),
+            "device_name": device_name(str(device)),
             "torch": torch.__version__,
             "python": platform.python_version(),
             "torch_threads": torch.get_num_threads(),
@@ -199,18 +201,6 @@ def _fused_ok(device: torch.device) -> bool:
         return False
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} cores)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,7 +118,8 @@ def _git(*args: str) -> str:
         return ""
 
 
-def _device_name(device: str) -> str:
+def device_name(device: str) -> str:
+    """A human-readable name of the device: the GPU model, or the CPU model, cores and torch threads."""
     import torch
 
     if device.startswith("cuda"):
@@ -287,7 +288,7 @@ def run_entry(
         commit=commit,
         dirty=dirty,
         device=dev,
-        device_name=_device_name(dev),
+        device_name=device_name(dev),
         python=platform.python_version(),
         torch=torch.__version__,
         packages=_versions(),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from zoo.catalogue import get, repo_root
 from zoo.experiment import RunContext

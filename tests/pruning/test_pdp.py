@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from zoo.pruning import NM, PDP, Channel, PDPMask, PDPSchedule, Unstructured, harden, pdp_mask, pdp_threshold, sparsity_of
+from zoo.pruning import NM, PDP, Channel, PDPMask, PDPSchedule, Unstructured, harden, pdp_mask, pdp_threshold
 from zoo.pruning.pdp import global_allocation
 
 STRUCTURES = [("unstructured", 0.9), ("1:4", 0.75), ("2:4", 0.5), ("channel", 0.5)]

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 
 from zoo.experiment import Curve, RunContext, RunResult, seed_values
-from zoo.pruning import PDP, GradualMagnitudePruning, PDPSchedule, harden, harden_magnitude, sparsity_of
+from zoo.pruning import PDP, GradualMagnitudePruning, PDPSchedule, harden, harden_magnitude
 from zoo.pruning.pdp import prunable
 from zoo.training import MLP, evaluate, load_dataset, seed_everything, train
 
