@@ -114,6 +114,11 @@ def _load(path: str) -> type | None:
         return None
 
 
+def _sig(x: float, digits: int = 4) -> float:
+    """``x`` rounded to ``digits`` significant figures."""
+    return float(f"{x:.{digits}g}")
+
+
 def bench_optim(
     n_params: int, device: torch.device, iters: int = 3, rounds: int = 2, log: Callable[[str], None] = print
 ) -> dict:
@@ -149,12 +154,13 @@ def bench_optim(
         ms, med = min(times[name]), statistics.median(times[name])
         nbytes = arrays * 4 * n
         roof = 1e3 * nbytes / bandwidth
-        rows.append(Row(name, round(ms, 2), round(med, 2), nbytes, round(roof, 2), round(ms / roof, 2), ref))
+        # Four significant figures: a small roofline rounded to 2 decimals would skew the ratio.
+        rows.append(Row(name, _sig(ms), _sig(med), nbytes, _sig(roof), _sig(ms / roof), ref))
         log(f"  {name:<28} {ms:9.1f} ms/step (median {med:7.1f})   roofline {roof:7.1f} ms   x{ms / roof:5.1f}")
     by_name = {r.name: r for r in rows}
     for r in rows:
         if r.reference in by_name:
-            r.speedup_vs_reference = round(by_name[r.reference].ms_per_step / r.ms_per_step, 2)
+            r.speedup_vs_reference = _sig(by_name[r.reference].ms_per_step / r.ms_per_step)
             log(f"  {r.name} is {r.speedup_vs_reference:.2f}x the speed of {r.reference}")
     return {
         "benchmark": "optim",
