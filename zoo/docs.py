@@ -586,7 +586,7 @@ def paper_page(e: Entry, entries: dict[str, Entry], owners: dict[str, str] | Non
             "## Reproduce it",
             "",
             _fence(
-                f'pip install -e ".[test]"\npython -m zoo.reproduce {e.id}          # the full run, recorded in reproductions/{e.id}/\n'
+                f'pip install -e .\npython -m zoo.reproduce {e.id}          # the full run, recorded in reproductions/{e.id}/\n'
                 f"python -m zoo.reproduce {e.id} --quick  # a short check, written under runs/{e.id}/ (never recorded)",
                 "bash",
             ),
