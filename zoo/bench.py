@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from zoo.reproduce import device_name
+from zoo.reproduce import device_name, package_versions
 
 __all__ = ["bench_optim", "copy_bandwidth", "gpt_shapes", "main", "step_times"]
 
@@ -172,7 +172,7 @@ def bench_optim(
             "torch_threads": torch.get_num_threads(),
             # Other processes share the machine; the 1-minute load average when the run ended.
             "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-            "packages": _versions(("dadaptation",)),
+            "packages": package_versions(("dadaptation",)),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": "python -m zoo.bench " + " ".join(sys.argv[1:]),
         },
@@ -183,18 +183,6 @@ def bench_optim(
         "copy_bandwidth_GBps": round(bandwidth / 1e9, 2),
         "results": [asdict(r) for r in rows],
     }
-
-
-def _versions(names: tuple[str, ...]) -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def _fused_ok(device: torch.device) -> bool:

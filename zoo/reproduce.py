@@ -135,9 +135,10 @@ def device_name(device: str) -> str:
     return f"{cpu} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
 
 
-def _versions() -> dict[str, str]:
+def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
+    """Installed versions of ``names`` (those not installed are left out)."""
     out = {}
-    for p in _PACKAGES:
+    for p in names:
         try:
             out[p] = md.version(p)
         except md.PackageNotFoundError:
@@ -291,7 +292,7 @@ def run_entry(
         device_name=device_name(dev),
         python=platform.python_version(),
         torch=torch.__version__,
-        packages=_versions(),
+        packages=package_versions(),
         seeds=seeds,
         quick=quick,
         overrides=overrides,
