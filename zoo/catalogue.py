@@ -195,16 +195,19 @@ class Entry:
         return "catalogued"
 
     def verdict_counts(self) -> dict[str, int]:
+        """Verdict -> number of claims, from the recorded ``verdicts.json`` (empty when none).
+
+        Raises ValueError naming the file when it cannot be read as verdicts.
+        """
         f = self.results_dir / "verdicts.json"
         if not f.is_file():
             return {}
         counts: dict[str, int] = {}
         try:
-            claims = json.loads(f.read_text())["claims"].values()
-            for v in claims:
+            for v in json.loads(f.read_text())["claims"].values():
                 counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
         except (ValueError, KeyError, TypeError, AttributeError):
-            return {"unreadable": 1}  # `python -m zoo.status --check` names the broken file
+            raise ValueError(f"{_rel(f)}: not a verdicts file; re-run `python -m zoo.reproduce {self.id}`") from None
         return counts
 
 
@@ -272,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         entries = list_entries(args.family, args.kind, args.status, args.text)
-    except SpecError as e:
+        verdicts = {e.id: e.verdict_counts() for e in entries} if args.json else {}
+    except (SpecError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:
@@ -284,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                 "kind": e.spec.kind.value,
                 "status": e.status,
                 "listings": e.spec.listings,
-                "verdicts": e.verdict_counts(),
+                "verdicts": verdicts[e.id],
             }
             for e in entries
         ]

@@ -186,7 +186,7 @@ def status_badge(entry: Entry, counts: dict[str, int] | None = None) -> str:
         if counts is None:
             try:
                 counts = entry.verdict_counts()
-            except (OSError, ValueError, KeyError, TypeError):  # unreadable verdicts.json: the page says why
+            except (OSError, ValueError):  # unreadable verdicts.json: the page says why
                 return _badge("reproduced", "reproduced", " · results unreadable")
         return _badge("reproduced", "reproduced", f" · {html.escape(_verdict_summary(counts))}" if counts else "")
     return _badge(status, status)

@@ -19,6 +19,7 @@ results as they were.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import importlib.metadata as md
 import io
@@ -223,7 +224,7 @@ def _ensure_data(entry: Entry, data_dir: Path) -> None:
 def _check_metrics(entry: Entry, metrics: dict[str, dict[str, list[float]]], n_seeds: int) -> None:
     r = entry.spec.reproduction
     assert r is not None
-    where = f"{entry.spec.reproduction.experiment}"
+    where = r.experiment
     for arm, ms in metrics.items():
         if arm not in r.arms:
             raise RuntimeError(f"{where} produced arm {arm!r} that specs/{entry.id}.yaml reproduction.arms does not declare")
@@ -302,9 +303,7 @@ def run_entry(
         host=socket.gethostname(),
         command=" ".join(["python -m zoo.reproduce", entry.id, *(["--quick"] if quick else []), *overrides]),
     )
-    curves = [
-        {k: v for k, v in c.__dict__.items()} for c in result.curves
-    ]
+    curves = [dataclasses.asdict(c) for c in result.curves]
     write_run_dir(
         dest,
         {
