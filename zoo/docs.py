@@ -534,7 +534,7 @@ def paper_page(e: Entry, entries: dict[str, Entry], owners: dict[str, str] | Non
         "",
         "## At small scale",
         "",
-        md_text(s.small_scale),
+        md_text(f"{s.small_scale.level}: {s.small_scale.how}"),
         "",
     ]
     links = _links_section(e)

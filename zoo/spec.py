@@ -23,6 +23,8 @@ __all__ = [
     "Condition",
     "VerdictRule",
     "Claim",
+    "Superseded",
+    "SmallScale",
     "Reproduction",
     "Spec",
     "ID_PATTERN",
@@ -149,14 +151,55 @@ class Condition(_Strict):
 class VerdictRule(_Strict):
     """How per-seed values become a verdict.
 
-    ``interval``: with mean ``m`` and standard error ``s`` over seeds, the interval
-    ``[m - k s, m + k s]`` entirely satisfying the condition is *verified*, entirely violating it
-    is *refuted*, and straddling the threshold is *inconclusive*.
+    ``student_t`` (the default for every claim registered from now on): with mean ``m``, standard
+    error ``s`` and ``n`` seeds, the two-sided Student-t interval
+    ``m ± t_{(1+confidence)/2, n-1} · s`` at ``confidence`` (0.95 unless stated). An interval
+    entirely satisfying the condition is *verified*, entirely violating it *refuted*, and one
+    straddling the threshold *inconclusive*. It needs at least 5 seeds.
+    ``interval``: the same with a fixed half-width ``k·s`` (kept for claims registered with it;
+    with few seeds it is much looser than it looks: ``k = 2`` over 3 seeds is about 80%).
     ``every_seed``: every seed satisfies it -> verified; none does -> refuted; else inconclusive.
     """
 
-    rule: Literal["interval", "every_seed"] = "interval"
-    k: float = Field(default=2.0, gt=0, description="interval half-width in standard errors")
+    rule: Literal["student_t", "interval", "every_seed"] = "student_t"
+    confidence: float | None = Field(default=None, gt=0.5, lt=1.0, description="student_t: two-sided level")
+    k: float | None = Field(default=None, gt=0, description="interval: half-width in standard errors")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        rule = data.get("rule", "student_t")
+        if rule == "student_t":
+            if data.get("k") is not None:
+                raise ValueError("`k` belongs to rule `interval`; the Student-t rule takes `confidence`")
+            data.setdefault("confidence", 0.95)
+        elif rule == "interval":
+            if data.get("confidence") is not None:
+                raise ValueError("`confidence` belongs to rule `student_t`; rule `interval` takes `k`")
+            data.setdefault("k", 2.0)
+        elif rule == "every_seed" and (data.get("k") is not None or data.get("confidence") is not None):
+            raise ValueError("rule `every_seed` takes neither `k` nor `confidence`; remove them")
+        return data
+
+    def describe(self) -> str:
+        if self.rule == "student_t":
+            return f"Student-t {100 * (self.confidence or 0.95):g}% interval"
+        if self.rule == "interval":
+            return f"mean ± {self.k:g}·sem"
+        return "every seed"
+
+
+MIN_SEEDS_STUDENT_T = 5
+
+
+class Superseded(_Strict):
+    """A claim retired in favour of another: it stays on the page, struck through, with the reason."""
+
+    by: str = Field(description="id of the claim that replaces it, in the same spec")
+    reason: str = Field(min_length=10, description="one sentence: why it was replaced")
 
 
 class Claim(_Strict):
@@ -166,7 +209,13 @@ class Claim(_Strict):
     paper: str = Field(description="what the paper reports, its figures paraphrased")
     statement: str = Field(description="the scaled-down statement we test")
     condition: Condition
+    requires: list[Condition] = Field(
+        default_factory=list,
+        description="preconditions that make the test meaningful (e.g. the baseline is below a ceiling); "
+        "when one is not verified under the claim's rule, the verdict is `untestable`",
+    )
     verdict_rule: VerdictRule = VerdictRule()
+    superseded: Superseded | None = Field(default=None, description="set when a newer claim replaces this one")
 
     @field_validator("id")
     @classmethod
@@ -174,6 +223,26 @@ class Claim(_Strict):
         if not ID_PATTERN.match(v):
             raise ValueError(f"claim id {v!r} must be snake_case")
         return v
+
+    def registered(self) -> dict[str, Any]:
+        """What may never change once a verdict is recorded: condition, preconditions and rule."""
+        return self.model_dump(mode="json", include={"condition", "requires", "verdict_rule"})
+
+    def refs(self) -> list[str]:
+        return [r for c in (self.condition, *self.requires) for r in c.refs()]
+
+    @property
+    def active(self) -> bool:
+        return self.superseded is None
+
+
+class SmallScale(_Strict):
+    """Whether the paper's central claim can be checked at small scale, offline, and how."""
+
+    level: Literal["yes", "partial", "no"] = Field(
+        description="yes: the central claim itself; partial: part of it or a proxy; no: not at small scale"
+    )
+    how: str = Field(min_length=3, description="one line: the scaled-down setting, or why not")
 
 
 class Budget(_Strict):
@@ -222,7 +291,7 @@ class Spec(_Strict):
     listings: list[str] = Field(min_length=1, description="seed listings it appears in, e.g. ['000']")
     summary: str = Field(min_length=40, description="two or three sentences in our own words")
     central_claim: str = Field(description="the paper's central claim, its figures paraphrased")
-    small_scale: str = Field(description="one line: whether and how it reproduces at small scale offline")
+    small_scale: SmallScale = Field(description="whether and how it reproduces at small scale offline")
     links: dict[str, str] = Field(default_factory=dict)
     implementation: list[str] = Field(default_factory=list, description="import paths, `module:Name`")
     usage: str | None = Field(default=None, description="a short Python example of using the implementation")
@@ -263,14 +332,33 @@ class Spec(_Strict):
         if self.reproduction is not None:
             r = self.reproduction
             for i, c in enumerate(self.claims):
-                for ref in c.condition.refs():
-                    arm, metric = ref.split(".")
-                    if arm not in r.arms or metric not in r.metrics:
-                        raise ValueError(
-                            f"claims.{i}.condition: {ref!r} is not produced by the experiment; "
-                            f"arms are {sorted(r.arms)}, metrics {sorted(r.metrics)}"
-                        )
+                where = [("condition", c.condition)] + [(f"requires.{j}", q) for j, q in enumerate(c.requires)]
+                for field, cond in where:
+                    for ref in cond.refs():
+                        arm, metric = ref.split(".")
+                        if arm not in r.arms or metric not in r.metrics:
+                            raise ValueError(
+                                f"claims.{i}.{field}: {ref!r} is not produced by the experiment; "
+                                f"arms are {sorted(r.arms)}, metrics {sorted(r.metrics)}"
+                            )
+                if c.verdict_rule.rule == "student_t" and c.active and len(r.seeds) < MIN_SEEDS_STUDENT_T:
+                    raise ValueError(
+                        f"claims.{i}.verdict_rule: the Student-t rule needs at least {MIN_SEEDS_STUDENT_T} seeds "
+                        f"but reproduction.seeds has {len(r.seeds)}; add seeds"
+                    )
+        for i, c in enumerate(self.claims):
+            if c.superseded is None:
+                continue
+            if c.superseded.by == c.id or c.superseded.by not in ids:
+                raise ValueError(
+                    f"claims.{i}.superseded.by: {c.superseded.by!r} is not another claim of this spec; "
+                    f"name the claim that replaces {c.id!r} (claims: {ids})"
+                )
         return self
+
+    def active_claims(self) -> list[Claim]:
+        """Claims a run decides (superseded ones keep their recorded verdicts in the history)."""
+        return [c for c in self.claims if c.active]
 
     def produced_metrics(self) -> list[str]:
         r = self.reproduction

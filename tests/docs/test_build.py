@@ -76,7 +76,7 @@ def test_titles_are_escaped(zoo_root, docs_need) -> None:  # type: ignore[no-unt
         "listings": ["000"],
         "summary": "A summary long enough for the schema, with a | pipe, a <b>tag</b> and $x$ inside it.",
         "central_claim": "Claims *something* | with markup.",
-        "small_scale": "No.",
+        "small_scale": {"level": "no", "how": "Not at small scale."},
         "related": ["adam", "missing_entry"],
     }
     zoo_root("\n".join(f"{k}: {json.dumps(v)}" for k, v in spec.items()) + "\n", name="nasty")
