@@ -60,6 +60,8 @@ class Family(str, Enum):
     theory_dynamics = "theory_dynamics"
     theory_generalization = "theory_generalization"
     learning_theory = "learning_theory"
+    hyperparameter_transfer = "hyperparameter_transfer"
+    hyperparameter_optimization = "hyperparameter_optimization"
     scaling_laws = "scaling_laws"
     survey = "survey"
     other = "other"
@@ -89,6 +91,8 @@ FAMILY_TITLES: dict[str, str] = {
     "theory_dynamics": "Theory of learning dynamics",
     "theory_generalization": "Theory of generalization",
     "learning_theory": "Learning theory",
+    "hyperparameter_transfer": "Hyperparameter transfer and muP",
+    "hyperparameter_optimization": "Hyperparameter optimisation",
     "scaling_laws": "Scaling laws",
     "survey": "Surveys and position papers",
     "other": "Other",
