@@ -25,11 +25,11 @@ import yaml
 
 from zoo.catalogue import Entry, load_all, module_file, repo_root
 
-__all__ = ["SHARED_DEPS", "RESULT_FILES", "METRIC_FILES", "stage_deps", "dvc_yaml", "write_dvc_yaml", "md5_path", "main"]
+__all__ = ["SHARED_DEPS", "RESULT_FILES", "METRIC_FILES", "stage_deps", "dvc_yaml", "write_dvc_yaml", "md5_path", "lock_entry", "write_lock_stage", "main"]
 
-SHARED_DEPS = ["zoo/training", "zoo/experiment.py"]
+SHARED_DEPS = ["zoo/training", "zoo/experiment.py", "zoo/harness.py", "zoo/results.py"]
 METRIC_FILES = ["metrics.json", "verdicts.json"]
-RESULT_FILES = [*METRIC_FILES, "provenance.json", "curves.json", "plot.png"]
+RESULT_FILES = [*METRIC_FILES, "provenance.json", "curves.json", "jobs.json", "plot.png"]
 
 
 def _rel(p: Path) -> str:
@@ -135,6 +135,49 @@ def md5_path(path: Path) -> str | None:
             items.append({"md5": _md5_file(p), "relpath": p.relative_to(path).as_posix()})
     items.sort(key=lambda d: d["relpath"])
     return hashlib.md5(json.dumps(items, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+def _lock_item(root: Path, rel: str) -> dict[str, Any]:
+    """One ``dvc.lock`` dep/out record, as DVC 3 writes it (md5, size, and nfiles for a directory)."""
+    path = root / rel
+    md5 = md5_path(path)
+    if md5 is None:
+        raise FileNotFoundError(f"{rel}: missing; cannot lock a stage whose dependency or output is absent")
+    item: dict[str, Any] = {"path": rel, "hash": "md5", "md5": md5}
+    if path.is_dir():
+        files = [Path(d, f) for d, dirs, fs in os.walk(path) for f in fs if "__pycache__" not in Path(d).parts]
+        item["size"] = sum(f.stat().st_size for f in files)
+        item["nfiles"] = len(files)
+    else:
+        item["size"] = path.stat().st_size
+    return item
+
+
+def lock_entry(entry: Entry) -> dict[str, Any]:
+    """The ``dvc.lock`` stage of ``entry`` for the files as they are now (what ``dvc commit`` would write)."""
+    root = repo_root()
+    out = f"reproductions/{entry.id}"
+    return {
+        "cmd": f"python -m zoo.reproduce {entry.id}",
+        "deps": [_lock_item(root, d) for d in stage_deps(entry)],
+        "outs": [_lock_item(root, f"{out}/{f}") for f in sorted(RESULT_FILES)],
+    }
+
+
+def write_lock_stage(entry: Entry) -> Path:
+    """Replace ``entry``'s stage in ``dvc.lock`` (others kept as they are), atomically."""
+    path = repo_root() / "dvc.lock"
+    lock: dict[str, Any] = {"schema": "2.0", "stages": {}}
+    if path.is_file():
+        lock = yaml.safe_load(path.read_text()) or lock
+        lock.setdefault("stages", {})
+    lock["stages"][entry.id] = lock_entry(entry)
+    order = [e.id for e in load_all().values() if e.spec.reproduction is not None]
+    lock["stages"] = {k: lock["stages"][k] for k in sorted(lock["stages"], key=lambda k: (k not in order, order.index(k) if k in order else 0, k))}
+    tmp = path.with_suffix(".lock.tmp")
+    tmp.write_text(yaml.safe_dump(lock, sort_keys=False))
+    os.replace(tmp, path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

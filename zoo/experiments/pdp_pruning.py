@@ -12,10 +12,12 @@ from typing import Any, Callable
 
 import torch
 
-from zoo.experiment import Curve, RunContext, RunResult, seed_values
+from zoo.experiment import Curve
+from zoo.harness import Env, Experiment, JobContext, JobOutput, Table, mean_band
 from zoo.pruning import PDP, GradualMagnitudePruning, PDPSchedule, harden, harden_magnitude
 from zoo.pruning.pdp import prunable
-from zoo.training import MLP, evaluate, load_dataset, seed_everything, train
+from zoo.training import MLP, TensorData, evaluate, load_dataset, train
+from zoo.training.seed import generator
 
 # arm -> (method, structure, target sparsity key in cfg or fixed value)
 ARMS: dict[str, tuple[str, str, str | float]] = {
@@ -35,10 +37,19 @@ def _overall_sparsity(model: torch.nn.Module) -> float:
     return zeros / sum(w.numel() for w in ws)
 
 
-def _run_arm(arm: str, cfg: dict[str, Any], data: Any, seed: int, device: str, bar: Any) -> tuple[dict[str, float], list[float]]:
+def _setup(cfg: dict[str, Any], env: Env) -> TensorData:
+    unknown = [a for a in cfg["arms"] if a not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; choose among {list(ARMS)}")
+    data = load_dataset(cfg["dataset"], env.data_dir, env.device, flatten=True)
+    return data.subset(cfg.get("n_train"), cfg.get("n_test"))
+
+
+def _job(cfg: dict[str, Any], arm: str, seed: int, ctx: JobContext) -> JobOutput:
+    """One arm on one seed: the harness has seeded everything, so the initialisation is the seed's."""
+    data: TensorData = ctx.setup
     method, structure, target = ARMS[arm]
-    gen = seed_everything(seed)
-    model = MLP(data.x_train[0].numel(), cfg["hidden"], data.num_classes).to(device)
+    model = MLP(data.x_train[0].numel(), cfg["hidden"], data.num_classes).to(ctx.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     steps_per_epoch = -(-data.n_train // cfg["batch_size"])
     warmup = cfg["warmup_epochs"] * steps_per_epoch
@@ -54,49 +65,32 @@ def _run_arm(arm: str, cfg: dict[str, Any], data: Any, seed: int, device: str, b
             frequency=max(1, int(cfg["gmp_frequency_epochs"] * steps_per_epoch)), structure=structure,
         )
         hook = gmp.step
-    hist = train(model, data, opt, epochs=cfg["epochs"], batch_size=cfg["batch_size"], generator=gen,
-                 before_step=hook, eval_every=cfg["eval_every"], bar=bar)
+    hist = train(model, data, opt, epochs=cfg["epochs"], batch_size=cfg["batch_size"], generator=generator(seed),
+                 before_step=hook, eval_every=cfg["eval_every"])
     if method == "pdp":
         harden(model)
     elif method == "gmp":
         harden_magnitude(model)
     acc = evaluate(model, data.x_test, data.y_test)["acc"]
-    return {"test_acc": acc, "sparsity": _overall_sparsity(model)}, hist.test_acc
+    return JobOutput(metrics={"test_acc": acc, "sparsity": _overall_sparsity(model)}, series={"test_acc": hist.test_acc})
 
 
-def run(cfg: dict[str, Any], ctx: RunContext) -> RunResult:
-    data = load_dataset(cfg["dataset"], ctx.data_dir, ctx.device, flatten=True)
-    data = data.subset(cfg.get("n_train"), cfg.get("n_test"))
+def _curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
     arms = list(cfg["arms"])
-    unknown = [a for a in arms if a not in ARMS]
-    if unknown:
-        raise ValueError(f"unknown arms {unknown}; choose among {list(ARMS)}")
-    per_seed: list[dict[str, dict[str, float]]] = []
-    curves: dict[str, list[list[float]]] = {a: [] for a in arms}
-    bar = ctx.bar(total=len(ctx.seeds) * len(arms) * cfg["epochs"], desc="pdp_pruning")
-    for seed in ctx.seeds:
-        one: dict[str, dict[str, float]] = {}
-        for arm in arms:
-            bar.set_postfix_str(f"seed {seed} {arm}")
-            one[arm], acc_curve = _run_arm(arm, cfg, data, seed, ctx.device, bar)
-            curves[arm].append(acc_curve)
-        per_seed.append(one)
-    bar.close()
-    epochs = list(range(1, cfg["epochs"] + 1))
-    mean = {a: [sum(v) / len(v) for v in zip(*c)] for a, c in curves.items()}
-    lo = {a: [min(v) for v in zip(*c)] for a, c in curves.items()}
-    hi = {a: [max(v) for v in zip(*c)] for a, c in curves.items()}
+    n = len(table.seeds)
+    series, bands = {}, {}
+    for a in arms:
+        series[a], bands[a] = mean_band(table.series(a, "test_acc"))
     plots = [
         Curve(
-            title=f"Test accuracy during training (mean, min-max over {len(ctx.seeds)} seeds)",
-            x=epochs, series=mean, bands={a: (lo[a], hi[a]) for a in arms},
+            title=f"Test accuracy during training (mean, min-max over {n} seeds)",
+            x=list(range(1, cfg["epochs"] + 1)), series=series, bands=bands,
             xlabel="epoch", ylabel="test accuracy (%)",
         )
     ]
-    finals = seed_values(per_seed)
     levels = [90, 97]
-    if all(f"{m}_u{lv}" in finals for m in ("gmp", "pdp") for lv in levels) and "dense" in finals:
-        avg = lambda a: sum(finals[a]["test_acc"]) / len(ctx.seeds)  # noqa: E731
+    if all(f"{m}_u{lv}" in table for m in ("gmp", "pdp") for lv in levels) and "dense" in table:
+        avg = lambda a: sum(table.metric(a, "test_acc")) / n  # noqa: E731
         plots.append(
             Curve(
                 title="Final (hardened) test accuracy vs unstructured sparsity",
@@ -110,4 +104,7 @@ def run(cfg: dict[str, Any], ctx: RunContext) -> RunResult:
                 style={"dense": "k--", "gmp": "s-", "pdp": "o-"},
             )
         )
-    return RunResult(metrics=finals, curves=plots)
+    return plots
+
+
+EXPERIMENT = Experiment(name="pdp_pruning", arms=lambda cfg: list(cfg["arms"]), setup=_setup, job=_job, curves=_curves)
