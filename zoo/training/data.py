@@ -23,7 +23,11 @@ _SCALE = {"digits": 16.0, "mnist5k": 255.0}
 
 @dataclass
 class TensorData:
-    """Train and test tensors on one device."""
+    """Train, test and (optionally) validation tensors on one device.
+
+    The validation split, when present, is carved out of the training data by
+    :meth:`with_validation`; tuning reads it, never the test split.
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -31,6 +35,8 @@ class TensorData:
     y_test: torch.Tensor
     num_classes: int
     name: str = ""
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     @property
     def n_train(self) -> int:
@@ -55,7 +61,26 @@ class TensorData:
         """The first ``n_train``/``n_test`` examples (a smaller budget, e.g. for ``--quick``)."""
         return TensorData(
             self.x_train[:n_train], self.y_train[:n_train], self.x_test[:n_test], self.y_test[:n_test],
-            self.num_classes, self.name,
+            self.num_classes, self.name, self.x_val, self.y_val,
+        )
+
+    def with_validation(self, fraction: float = 0.2, seed: int = 0) -> "TensorData":
+        """Move a random ``fraction`` of the training examples into a validation split.
+
+        The split depends on ``seed`` only (a CPU generator), so it is the same on every device
+        and for every arm; the test split is untouched.
+        """
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+        if self.x_val is not None:
+            raise ValueError(f"{self.name or 'dataset'} already has a validation split")
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(self.n_train, generator=g).to(self.x_train.device)
+        n_val = max(1, round(fraction * self.n_train))
+        val, train = perm[:n_val], perm[n_val:].sort().values
+        return TensorData(
+            self.x_train[train], self.y_train[train], self.x_test, self.y_test, self.num_classes, self.name,
+            self.x_train[val], self.y_train[val],
         )
 
 
