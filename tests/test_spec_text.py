@@ -1,4 +1,4 @@
-"""The prose of every spec: no hyphenated word broken by a folded YAML line.
+"""The text of every spec: no hyphenated word broken by a folded YAML line; `related` ids that resolve.
 
 A folded (``>-``) block joins its lines with a space, so a line that ends inside a hyphenated word
 ("low-" then "dimensional" on the next line) loads as "low- dimensional". A suspended hyphen is
@@ -67,3 +67,25 @@ def test_no_hyphenated_word_broken_by_a_line_fold():
         f"{len(bad)} hyphenated word(s) broken by a folded line (a YAML `>-` block joins lines with a "
         "space; keep the word on one line):\n" + "\n".join(sorted(bad))
     )
+
+
+def test_related_ids_exist_and_are_symmetric():
+    """`related` names only catalogued ids, never the paper itself or twice, and every link goes both ways.
+
+    A relation is a shared method, baseline or question, which holds in both directions; a one-way
+    entry is a link someone forgot to add on the other page.
+    """
+    entries = load_all()
+    problems = []
+    for sid, entry in sorted(entries.items()):
+        rel = entry.spec.related
+        if len(rel) != len(set(rel)):
+            problems.append(f"{entry.file.name}: related: {rel} lists an id twice")
+        for other in rel:
+            if other == sid:
+                problems.append(f"{entry.file.name}: related: lists the paper itself")
+            elif other not in entries:
+                problems.append(f"{entry.file.name}: related: {other!r} is not a catalogued id")
+            elif sid not in entries[other].spec.related:
+                problems.append(f"{entry.file.name}: related: {other!r}, but specs/{other}.yaml does not list {sid!r}")
+    assert not problems, "\n".join(problems)
