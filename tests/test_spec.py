@@ -87,3 +87,61 @@ def test_id_must_match_file(zoo_root):
     path = zoo_root(yaml.safe_dump(raw), name="other_name")
     with pytest.raises(SpecError, match="must match the file name"):
         load_spec(path)
+
+
+def _new_claim(**kw):
+    c = {"id": "new_claim", "paper": "p", "statement": "s",
+         "condition": {"metric": "pdp_u90.test_acc", "minus": "gmp_u90.test_acc", "op": ">=", "threshold": 0.0}}
+    c.update(kw)
+    return c
+
+
+def test_student_t_is_the_default_rule():
+    from zoo.spec import Claim
+
+    c = Claim.model_validate(_new_claim())
+    assert c.verdict_rule.rule == "student_t" and c.verdict_rule.confidence == 0.95 and c.verdict_rule.k is None
+
+
+def test_student_t_needs_five_seeds(zoo_root):
+    def mutate(r):
+        r["reproduction"]["seeds"] = [0, 1, 2]
+        r["claims"].append(_new_claim())
+
+    err = _broken(zoo_root, mutate)
+    assert err.field == "claims.4.verdict_rule" and "at least 5 seeds" in err.message
+
+
+def test_k_does_not_belong_to_student_t(zoo_root):
+    err = _broken(zoo_root, lambda r: r["claims"].append(_new_claim(verdict_rule={"rule": "student_t", "k": 2})))
+    assert "claims.4.verdict_rule" in err.field and "confidence" in err.message
+
+
+def test_precondition_on_unknown_metric(zoo_root):
+    req = [{"metric": "dense.top5", "op": "<=", "threshold": 99.0}]
+    err = _broken(zoo_root, lambda r: r["claims"].append(_new_claim(requires=req)))
+    assert err.field == "claims.4.requires.0" and "'dense.top5' is not produced" in err.message
+
+
+def test_supersede_must_name_another_claim(zoo_root):
+    def mutate(r):
+        r["claims"][0]["superseded"] = {"by": "no_such_claim", "reason": "a reason long enough."}
+
+    err = _broken(zoo_root, mutate)
+    assert err.field == "claims.0.superseded.by" and "no_such_claim" in err.message
+
+
+def test_supersede_needs_a_reason(zoo_root):
+    def mutate(r):
+        r["claims"].append(_new_claim())
+        r["claims"][0]["superseded"] = {"by": "new_claim"}
+
+    err = _broken(zoo_root, mutate)
+    assert err.field == "claims.0.superseded.reason" and "missing" in err.message
+
+
+def test_small_scale_is_typed(zoo_root):
+    err = _broken(zoo_root, lambda r: r.update(small_scale={"level": "maybe", "how": "toy"}))
+    assert err.field == "small_scale.level"
+    err = _broken(zoo_root, lambda r: r.update(small_scale="Yes: prose"))
+    assert err.field == "small_scale"

@@ -1,7 +1,7 @@
 """The recorded results' history, read from git, and the proof that claims were pre-registered. No torch.
 
-Every commit that changed ``reproductions/<id>/verdicts.json`` is one recorded version: its
-verdicts and the provenance of the run behind them. From these versions
+Every commit that changed ``reproductions/<id>/verdicts.json`` or its ``provenance.json`` is one
+recorded version: its verdicts and the provenance of the run behind them. From these versions
 :func:`registration_problems` proves the append-only contract:
 
 * the current record's run came from a clean commit that exists here, and that commit's spec
@@ -41,7 +41,7 @@ except AttributeError:  # pragma: no cover
 class RecordedVersion:
     """One recorded version of an entry's result."""
 
-    commit: str  # the commit that changed verdicts.json, or WORKING_TREE for an uncommitted record
+    commit: str  # the commit that changed verdicts.json or provenance.json, or WORKING_TREE for an uncommitted record
     date: str  # ISO 8601 commit date ("" for the working tree)
     run_commit: str  # provenance.commit of the recorded run
     run_dirty: bool
@@ -133,7 +133,8 @@ def recorded_versions(entry_id: str, root: Path | None = None, blobs: GitBlobs |
     if not is_git_checkout(root):
         return []
     rel = f"reproductions/{entry_id}"
-    log = _git(root, "log", "--format=%H %cI", "--", f"{rel}/verdicts.json")
+    # A re-run with the same verdicts is still a new record: its provenance changes.
+    log = _git(root, "log", "--format=%H %cI", "--", f"{rel}/verdicts.json", f"{rel}/provenance.json")
     if log.returncode != 0:
         return []
     commits = [ln.split(" ", 1) for ln in reversed(log.stdout.splitlines()) if ln.strip()]
@@ -148,8 +149,9 @@ def recorded_versions(entry_id: str, root: Path | None = None, blobs: GitBlobs |
         work_v, work_p = root / rel / "verdicts.json", root / rel / "provenance.json"
         if work_v.is_file():
             text = work_v.read_text(encoding="utf-8")
-            if text != blobs.get("HEAD", f"{rel}/verdicts.json"):
-                v = _version(WORKING_TREE, "", text, work_p.read_text(encoding="utf-8") if work_p.is_file() else None)
+            prov = work_p.read_text(encoding="utf-8") if work_p.is_file() else None
+            if text != blobs.get("HEAD", f"{rel}/verdicts.json") or prov != blobs.get("HEAD", f"{rel}/provenance.json"):
+                v = _version(WORKING_TREE, "", text, prov)
                 if v is not None:
                     out.append(v)
     finally:

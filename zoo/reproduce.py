@@ -475,7 +475,7 @@ def _check_recordable(entry: Entry, overrides: list[str], quick: bool, out: str 
         raise OverrideError(f"{f}: reproduction: --record runs the spec's own budget only; drop {what} (or run without --record)")
     if not is_git_checkout(repo_root()):
         raise OverrideError(f"{repo_root()}: --record needs a git checkout (the record names its commit); run it in a clone")
-    dirty = [ln[3:] for ln in _git("status", "--porcelain").splitlines() if ln.strip()]
+    dirty = [ln.split(maxsplit=1)[-1] for ln in _git("status", "--porcelain").splitlines() if ln.strip()]
     if dirty:
         shown = ", ".join(dirty[:4]) + (" ..." if len(dirty) > 4 else "")
         raise OverrideError(f"{f}: --record needs a clean checkout, but git status lists {shown}; commit or stash them first")

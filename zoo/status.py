@@ -6,9 +6,12 @@ recorded it) or *stale* (something changed since), with the device and date of t
 
 ``--check`` exits non-zero, naming the entry and the fix, when a spec is invalid, ``dvc.yaml`` is
 not what the catalogue generates, ``dvc.lock`` is unreadable, a recorded result is stale or
-missing for an implemented entry, a results file fails its schema, or a recorded verdict
-disagrees with its metrics under the spec's current claims. No torch and no DVC import: it
-runs in well under a second.
+missing for an implemented entry, a results file fails its schema, a recorded verdict
+disagrees with its metrics under the spec's current claims, or the claims' git history does not
+prove them pre-registered and unedited (:func:`zoo.history.registration_problems`: the run came
+from a clean commit that already held its claims; no recorded claim's condition, preconditions
+or rule changed since its first verdict). No torch and no DVC import: it runs in well under a
+second.
 """
 
 from __future__ import annotations
@@ -72,13 +75,13 @@ def read_lock(root: Path | None = None) -> dict[str, Any]:
 def _freshness(entry: Entry, lock: dict[str, Any]) -> tuple[str, list[str]]:
     st = lock.get(entry.id)
     if st is None:
-        return "stale", [f"not in dvc.lock; record it with `dvc commit -f {entry.id}` after a full run"]
+        return "stale", [f"not in dvc.lock; record it with `python -m zoo.reproduce {entry.id} --record`"]
     problems = []
     root = repo_root()
     locked = {d["path"]: d.get("md5") for d in st.get("deps", [])}
     wanted = stage_deps(entry)
     for p in sorted(set(wanted) ^ set(locked)):
-        problems.append(f"dependency set changed ({p}); re-run `python -m zoo.reproduce {entry.id}`")
+        problems.append(f"dependency set changed ({p}); re-record with `python -m zoo.reproduce {entry.id} --record`")
     for p in wanted:
         if p not in locked:
             continue
@@ -87,7 +90,7 @@ def _freshness(entry: Entry, lock: dict[str, Any]) -> tuple[str, list[str]]:
             hint = "run `python -m zoo.data prepare`" if p.startswith("data/") else "restore it"
             problems.append(f"{p} is missing; {hint}")
         elif now != locked[p]:
-            problems.append(f"{p} changed since the recorded run; re-run `python -m zoo.reproduce {entry.id}`")
+            problems.append(f"{p} changed since the recorded run; re-record with `python -m zoo.reproduce {entry.id} --record`")
     for o in st.get("outs", []):
         now = md5_path(root / o["path"])
         if now != o.get("md5"):
@@ -95,7 +98,7 @@ def _freshness(entry: Entry, lock: dict[str, Any]) -> tuple[str, list[str]]:
     return ("stale" if problems else "current"), problems
 
 
-def _entry_status(entry: Entry, lock: dict[str, Any]) -> EntryStatus:
+def _entry_status(entry: Entry, lock: dict[str, Any], history: bool = False) -> EntryStatus:
     s = entry.spec
     es = EntryStatus(s.id, s.title, s.family.value, s.kind.value, entry.status)
     if s.reproduction is None:
@@ -130,13 +133,21 @@ def _entry_status(entry: Entry, lock: dict[str, Any]) -> EntryStatus:
             )
     es.result, more = _freshness(entry, lock)
     es.problems.extend(more)
+    if history:
+        from zoo.history import registration_problems
+
+        es.problems.extend(registration_problems(entry))
     return es
 
 
-def collect() -> list[EntryStatus]:
-    """The status of every entry; raises SpecError / LockError for a broken spec or lock."""
+def collect(history: bool = False) -> list[EntryStatus]:
+    """The status of every entry; raises SpecError / LockError for a broken spec or lock.
+
+    ``history`` adds the git-history proof that recorded claims were pre-registered and never
+    edited (what ``--check`` runs).
+    """
     lock = read_lock()
-    return [_entry_status(e, lock) for e in load_all().values()]
+    return [_entry_status(e, lock, history) for e in load_all().values()]
 
 
 def check_dvc_yaml() -> list[str]:
@@ -154,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--all", action="store_true", help="also list catalogued entries (default: implemented only)")
     args = ap.parse_args(argv)
     try:
-        rows = collect()
+        rows = collect(history=args.check)
         global_problems = check_dvc_yaml()
     except (SpecError, LockError) as e:
         print(f"error: {e}", file=sys.stderr)
