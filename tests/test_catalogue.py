@@ -45,3 +45,26 @@ def test_catalogue_never_imports_torch():
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+@pytest.mark.parametrize("module", ["zoo.catalogue", "zoo.status"])
+def test_commands_never_import_torch(module):
+    """The commands with a start-up budget, run as a user runs them (``main`` included)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", module], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr.splitlines()[-1]
+    imported = {ln.rsplit("|", 1)[-1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
+    assert "zoo.spec" in imported, "no import list: did -X importtime stop writing to stderr?"
+    assert "torch" not in imported, f"python -m {module} imports torch"
+
+
+def test_spec_yaml_loads_as_safe_load_does():
+    """libyaml's parser (used when PyYAML has it, for start-up time) reads every spec exactly as PyYAML's own."""
+    import yaml
+
+    from zoo.catalogue import _YamlLoader, load_yaml
+
+    if yaml.__with_libyaml__:
+        assert _YamlLoader is yaml.CSafeLoader
+    for f in sorted((REPO / "specs").glob("*.yaml")):
+        text = f.read_text(encoding="utf-8")
+        assert load_yaml(text) == yaml.safe_load(text), f"{f.name}: libyaml and PyYAML disagree"

@@ -7,6 +7,11 @@ transformer with about N parameters (default ~300M on CUDA, ~20M on CPU), fp32, 
 gradients. Each optimizer is reported as ms/step and as a multiple of its memory-traffic
 roofline: the bytes a single fused pass must move per step (read parameters, gradients and
 state, write parameters and state) divided by the copy bandwidth measured in the same run.
+
+``python -m zoo.bench startup [--runs N] [--out FILE]`` times the whole process (wall clock,
+interpreter start included) of ``python -m zoo.catalogue`` and ``python -m zoo.status``, N times
+each in fresh subprocesses, next to a bare ``python -c pass``, and reports the medians against
+the start-up budget (0.4 s each). It imports no torch.
 """
 
 from __future__ import annotations
@@ -17,18 +22,21 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from zoo.reproduce import package_versions
 
-from zoo.reproduce import device_name, package_versions
+if TYPE_CHECKING:  # torch is imported where the optimizer benchmark runs: `startup` must not pay for it
+    import torch
 
-__all__ = ["bench_optim", "copy_bandwidth", "gpt_shapes", "main", "step_times"]
+__all__ = ["bench_optim", "bench_startup", "copy_bandwidth", "gpt_shapes", "main", "startup_times", "step_times"]
 
 
 def gpt_shapes(n_params: float) -> list[tuple[int, ...]]:
@@ -48,6 +56,8 @@ def gpt_shapes(n_params: float) -> list[tuple[int, ...]]:
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)
 
 
@@ -65,14 +75,17 @@ def step_times(step: Callable[[], object], device: torch.device, warmup: int = 1
     return times
 
 
-def copy_bandwidth(n_elements: int, device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+def copy_bandwidth(n_elements: int, device: torch.device, dtype: torch.dtype | None = None) -> float:
     """Peak bytes per second of ``dst.copy_(src)`` (counting one read and one write per element).
 
     The best of several copies: a roofline is the attainable peak, and on a shared machine the
     median mostly measures the neighbours. A copy also pays write-allocate reads of ``dst`` that
     this count ignores, so a kernel with fewer stores per load can beat the "roofline" (ratio < 1).
+    ``dtype`` defaults to float32.
     """
-    src = torch.rand(n_elements, device=device, dtype=dtype)
+    import torch
+
+    src = torch.rand(n_elements, device=device, dtype=dtype or torch.float32)
     dst = torch.empty_like(src)
     ms = min(step_times(lambda: dst.copy_(src), device, warmup=2, iters=9))
     return 2 * src.numel() * src.element_size() / (ms / 1e3)
@@ -123,6 +136,10 @@ def bench_optim(
     n_params: int, device: torch.device, iters: int = 3, rounds: int = 2, log: Callable[[str], None] = print
 ) -> dict:
     """Time every candidate on one parameter set; returns the JSON-ready record."""
+    import torch
+
+    from zoo.reproduce import device_name
+
     shapes = gpt_shapes(n_params)
     gen = torch.Generator(device=device).manual_seed(0)
     params = [torch.nn.Parameter(0.02 * torch.randn(s, device=device, generator=gen)) for s in shapes]
@@ -186,6 +203,8 @@ def bench_optim(
 
 
 def _fused_ok(device: torch.device) -> bool:
+    import torch
+
     try:
         p = torch.nn.Parameter(torch.zeros(2, device=device))
         p.grad = torch.zeros(2, device=device)
@@ -195,6 +214,90 @@ def _fused_ok(device: torch.device) -> bool:
         return False
 
 
+STARTUP_BUDGET_S = 0.4
+# What `startup` times: command -> (python arguments, budget in seconds). The bare interpreter has
+# no budget: it is the floor below which no code of ours can go.
+STARTUP_COMMANDS: dict[str, tuple[list[str], float | None]] = {
+    "python -c pass": (["-c", "pass"], None),
+    "python -m zoo.catalogue": (["-m", "zoo.catalogue"], STARTUP_BUDGET_S),
+    "python -m zoo.status": (["-m", "zoo.status"], STARTUP_BUDGET_S),
+}
+
+
+def startup_times(commands: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
+    """Wall seconds of each of ``runs`` fresh ``python <args>`` processes per command.
+
+    One untimed run of each first (bytecode caches, page cache), then round robin, so that load
+    from other processes on a shared machine hits every command rather than one. A command that
+    fails raises RuntimeError with the last line of its stderr: a fast crash is no measurement.
+    """
+
+    def once(name: str, args: list[str]) -> float:
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        dt = time.perf_counter() - t0
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+            raise RuntimeError(f"`{name}` exited with {proc.returncode}: {last}")
+        return dt
+
+    for name, args in commands.items():
+        once(name, args)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, args in commands.items():
+            times[name].append(once(name, args))
+    return times
+
+
+def bench_startup(runs: int = 9, log: Callable[[str], None] = print) -> dict:
+    """Time the start-up of every command in :data:`STARTUP_COMMANDS`; returns the JSON-ready record."""
+    import yaml
+
+    times = startup_times({name: args for name, (args, _) in STARTUP_COMMANDS.items()}, runs)
+    rows = []
+    for name, ts in times.items():
+        med, budget = statistics.median(ts), STARTUP_COMMANDS[name][1]
+        if budget is None:
+            verdict = "the floor"
+        else:
+            verdict = f"{'within' if med < budget else 'OVER'} the {budget} s budget"
+        log(f"  {name:<26} median {med:6.3f} s   min {min(ts):6.3f} s   ({verdict})")
+        rows.append(
+            {
+                "command": name,
+                "median_s": round(med, 4),
+                "min_s": round(min(ts), 4),
+                "budget_s": budget,
+                "times_s": [round(t, 4) for t in ts],
+            }
+        )
+    return {
+        "benchmark": "startup",
+        "provenance": {
+            "python": platform.python_version(),
+            "executable": sys.executable,
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            # Other processes share the machine; the 1-minute load average when the run ended.
+            "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+            # libyaml's parser is most of the difference between a fast and a slow catalogue.
+            "libyaml": bool(getattr(yaml, "__with_libyaml__", False)),
+            "packages": package_versions(("pydantic", "pydantic_core", "pyyaml")),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": "python -m zoo.bench " + " ".join(sys.argv[1:]),
+        },
+        "runs": runs,
+        "reported": "median wall time of the whole process; min also given",
+        "results": rows,
+    }
+
+
+def _write(record: dict, out: Path | None) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,21 +305,32 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="what", required=True)
     op = sub.add_parser("optim", help="one optimizer step: zoo vs reference packages vs torch AdamW")
     op.add_argument("--params", type=float, default=None, help="parameter count (default 300e6 on CUDA, 20e6 on CPU)")
-    op.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    op.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     op.add_argument("--iters", type=int, default=3, help="timed steps per optimizer and round")
     op.add_argument("--rounds", type=int, default=2, help="round-robin rounds over all optimizers")
     op.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     op.add_argument("--out", type=Path, default=None, help="write the JSON record here")
+    sp = sub.add_parser("startup", help="process start-up of `python -m zoo.catalogue` and `python -m zoo.status`")
+    sp.add_argument("--runs", type=int, default=9, help="timed processes per command (the median is reported)")
+    sp.add_argument("--out", type=Path, default=None, help="write the JSON record here")
     args = ap.parse_args(argv)
-    device = torch.device(args.device)
+    if args.what == "startup":
+        if args.runs < 1:
+            ap.error("--runs: must be at least 1")
+        try:
+            record = bench_startup(args.runs)
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        _write(record, args.out)
+        return 0
+    import torch
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.threads:
         torch.set_num_threads(args.threads)
     n = int(args.params or (300e6 if device.type == "cuda" else 20e6))
-    record = bench_optim(n, device, iters=args.iters, rounds=args.rounds)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
-        print(f"wrote {args.out}")
+    _write(bench_optim(n, device, iters=args.iters, rounds=args.rounds), args.out)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Tests for zoo.bench (the optimizer micro-benchmark): shapes, records, command line."""
+"""Tests for zoo.bench (the optimizer and start-up benchmarks): shapes, records, command line."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo.bench import gpt_shapes, main
+from zoo.bench import STARTUP_BUDGET_S, gpt_shapes, main, startup_times
 
 
 @pytest.mark.parametrize("n", [3e5, 20e6, 300e6])
@@ -57,3 +57,21 @@ def test_optim_bench_writes_a_complete_record(tmp_path: Path, capsys: pytest.Cap
     if "dadaptation.DAdaptAdam" in rows:  # the reference package is a test extra
         assert rows["zoo.DAdaptAdam"]["speedup_vs_reference"] > 0
     assert "zoo.DAdaptAdam" in capsys.readouterr().out
+
+
+def test_startup_bench_writes_a_complete_record(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "startup.json"
+    assert main(["startup", "--runs", "1", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["benchmark"] == "startup" and record["runs"] == 1
+    rows = {r["command"]: r for r in record["results"]}
+    assert set(rows) == {"python -c pass", "python -m zoo.catalogue", "python -m zoo.status"}
+    for r in rows.values():
+        assert len(r["times_s"]) == 1 and r["median_s"] == r["min_s"] == r["times_s"][0] > 0
+    assert rows["python -m zoo.status"]["budget_s"] == STARTUP_BUDGET_S and rows["python -c pass"]["budget_s"] is None
+    assert "python -m zoo.catalogue" in capsys.readouterr().out
+
+
+def test_startup_bench_refuses_a_failing_command() -> None:
+    with pytest.raises(RuntimeError, match="`broken` exited with 1: boom"):
+        startup_times({"broken": ["-c", "import sys; sys.exit('boom')"]}, runs=1)
