@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from zoo.catalogue import Entry, load_all, module_file, repo_root
+from zoo.catalogue import Entry, load_all, load_yaml, module_file, repo_root
 
 __all__ = ["SHARED_DEPS", "RESULT_FILES", "METRIC_FILES", "stage_deps", "dvc_yaml", "write_dvc_yaml", "md5_path", "lock_entry", "write_lock_stage", "main"]
 
@@ -169,7 +169,7 @@ def write_lock_stage(entry: Entry) -> Path:
     path = repo_root() / "dvc.lock"
     lock: dict[str, Any] = {"schema": "2.0", "stages": {}}
     if path.is_file():
-        lock = yaml.safe_load(path.read_text()) or lock
+        lock = load_yaml(path.read_text()) or lock
         lock.setdefault("stages", {})
     lock["stages"][entry.id] = lock_entry(entry)
     order = [e.id for e in load_all().values() if e.spec.reproduction is not None]
