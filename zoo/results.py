@@ -65,31 +65,29 @@ class Metrics(_Strict):
             raise KeyError(f"metric {ref!r} was not produced (arms: {sorted(self.arms)})") from None
 
 
-class ConditionResult(_Strict):
+class _Summary(_Strict):
+    """Per-seed values of a condition's left-hand side and their interval under the claim's rule."""
+
+    condition: str
+    n: int
+    mean: float
+    sem: float
+    low: float
+    high: float
+    per_seed: list[float]
+
+
+class ConditionResult(_Summary):
     """One condition decided over per-seed values: a claim's own, or one of its preconditions."""
 
     verdict: Outcome
-    condition: str
-    n: int
-    mean: float
-    sem: float
-    low: float
-    high: float
-    per_seed: list[float]
 
 
-class ClaimVerdict(_Strict):
+class ClaimVerdict(_Summary):
     """A claim's verdict: its condition's outcome, or ``untestable`` when a precondition is not verified."""
 
     verdict: Verdict
-    condition: str
     rule: str
-    n: int
-    mean: float
-    sem: float
-    low: float
-    high: float
-    per_seed: list[float]
     requires: list[ConditionResult] = Field(default_factory=list)
     registered: dict[str, Any] | None = Field(
         default=None, description="the claim's condition, preconditions and rule as the run decided them"
