@@ -17,20 +17,37 @@ RECORDED = "pdp_pruning"
 
 @pytest.fixture
 def recorded_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the repo holding one recorded entry (its code copied, so edits stay here)."""
+    """A git repository holding one recorded entry (its code copied, so edits stay here).
+
+    Its history is what ``--record`` leaves: a commit with the code and spec, then the record
+    whose provenance names that commit (re-locked, as the provenance changed).
+    """
     from zoo import catalogue
-    from zoo.pipeline import write_dvc_yaml
+    from zoo.pipeline import write_dvc_yaml, write_lock_stage
 
     assert (REPO / "reproductions" / RECORDED / "verdicts.json").is_file(), "main must hold a recorded PDP run"
     shutil.copytree(REPO / "zoo", tmp_path / "zoo", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "specs").mkdir()
     shutil.copy(REPO / "specs" / f"{RECORDED}.yaml", tmp_path / "specs")
-    shutil.copytree(REPO / "reproductions" / RECORDED, tmp_path / "reproductions" / RECORDED)
-    shutil.copy(REPO / "dvc.lock", tmp_path / "dvc.lock")
     (tmp_path / "data").symlink_to(REPO / "data")
+    (tmp_path / ".gitignore").write_text("__pycache__/\n/data\n/runs/\n")
     monkeypatch.setenv("ZOO_ROOT", str(tmp_path))
     catalogue._load_all_cached.cache_clear()
     write_dvc_yaml()
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "PATH": "/usr/bin:/bin"}
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, env=env, check=True, capture_output=True, text=True).stdout  # noqa: E731
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "code and spec")
+    shutil.copytree(REPO / "reproductions" / RECORDED, tmp_path / "reproductions" / RECORDED)
+    prov = tmp_path / "reproductions" / RECORDED / "provenance.json"
+    p = json.loads(prov.read_text())
+    p["commit"] = git("rev-parse", "HEAD").strip()
+    prov.write_text(json.dumps(p, indent=1, sort_keys=True) + "\n")
+    write_lock_stage(catalogue.get(RECORDED))
+    git("add", "-A")
+    git("commit", "-qm", "record")
     yield tmp_path
     catalogue._load_all_cached.cache_clear()
 
@@ -52,6 +69,9 @@ def test_editing_an_implementation_turns_it_stale(recorded_root):
     res = _check(recorded_root)
     assert res.returncode == 1
     assert f"check failed: {RECORDED}: zoo/pruning/pdp.py changed since the recorded run" in res.stderr
+    with open(recorded_root / "zoo" / "harness.py", "a") as f:  # the shared harness is a dependency too
+        f.write("\n# an edit\n")
+    assert "zoo/harness.py changed since the recorded run" in _check(recorded_root).stderr
 
 
 def test_editing_the_spec_turns_it_stale(recorded_root):
