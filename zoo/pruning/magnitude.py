@@ -3,16 +3,26 @@ r"""Gradual magnitude pruning (GMP), the baseline PDP is compared with.
 Michael Zhu, Suyog Gupta. "To prune, or not to prune: exploring the efficacy of pruning for
 model compression", 2017. https://arxiv.org/abs/1710.01878
 
-Every ``frequency`` steps between ``begin_step`` and ``end_step`` the smallest-magnitude weights
-are masked to zero, with the sparsity following the paper's cubic schedule (its eq. 1)
+Every ``frequency`` steps between ``begin_step`` (:math:`t_0`) and ``end_step``
+(:math:`t_0 + n\Delta t`) the smallest-magnitude weights are masked to zero, with the sparsity
+following the paper's cubic schedule (its eq. 1)
 
 .. math:: s_t = s_f + (s_i - s_f)\Big(1 - \frac{t - t_0}{n \Delta t}\Big)^3,
 
-from :math:`s_i = 0` to the final :math:`s_f`. Masked weights stay at zero (the mask multiplies
-them, so they get no gradient): unlike PDP, a pruned weight cannot come back.
-``allocation="global"`` ranks all layers' weights together at each pruning step; ``"uniform"``
-prunes each layer to :math:`s_t`. For N:M the number kept per group of M goes from M down to N
-along the same schedule; for channels, whole rows are ranked by their norm.
+from :math:`s_i = 0` to the final :math:`s_f`: it prunes fast early and slowly near the end.
+Masked weights stay at zero: the mask multiplies them (so they get no gradient), and each pruning
+step ranks the *masked* weights, so a pruned weight has magnitude 0 and is pruned again whatever
+its stored value drifted to (momentum, weight decay). Unlike PDP, a pruned weight cannot come back.
+
+``allocation="global"`` ranks all layers' weights together at each pruning step (one global
+threshold, :func:`zoo.pruning.structure.global_shares`); ``"uniform"`` prunes each layer to
+:math:`s_t`. For N:M the number pruned per group of M rises with :math:`s_t`, as
+:math:`\operatorname{round}(s_t M)` up to :math:`M - N`
+(:func:`zoo.pruning.structure.nm_pruned_per_group`, the same map PDP uses, so 1:4 passes through
+3:4 and 2:4 in both methods); for channels, whole rows are ranked by their norm.
+
+The mask is a fixed ``{0, 1}`` buffer: the forward pass is one multiplication, with no host sync;
+the ranking (and its one sync for the global allocation) happens only at pruning steps.
 """
 
 from __future__ import annotations
@@ -23,8 +33,17 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from zoo.pruning.pdp import global_allocation, prunable
-from zoo.pruning.structure import NM, Structure, Unstructured, hard_mask, parse_structure
+from zoo.pruning.structure import (
+    NM,
+    Structure,
+    Unstructured,
+    fold_parametrization,
+    global_shares,
+    hard_mask_at,
+    parametrization_input,
+    parse_structure,
+    prunable,
+)
 
 __all__ = ["MagnitudeMask", "GradualMagnitudePruning", "cubic_sparsity", "harden_magnitude"]
 
@@ -32,7 +51,7 @@ __all__ = ["MagnitudeMask", "GradualMagnitudePruning", "cubic_sparsity", "harden
 def cubic_sparsity(step: int, final: float, begin_step: int, end_step: int, initial: float = 0.0) -> float:
     """Zhu & Gupta's cubic schedule :math:`s_t` (eq. 1), clamped outside ``[begin, end]``."""
     if step < begin_step:
-        return 0.0
+        return initial
     if step >= end_step:
         return final
     frac = (step - begin_step) / (end_step - begin_step)
@@ -67,6 +86,8 @@ class GradualMagnitudePruning:
         allocation: str = "global",
         skip: Iterable[str] = (),
     ) -> None:
+        if allocation not in ("global", "uniform"):
+            raise ValueError(f"allocation must be 'global' or 'uniform', got {allocation!r}")
         self.structure = parse_structure(structure)
         self.target = self.structure.sparsity if isinstance(self.structure, NM) else float(target)
         self.begin_step, self.end_step, self.frequency = begin_step, max(end_step, begin_step + 1), max(1, frequency)
@@ -78,26 +99,23 @@ class GradualMagnitudePruning:
             mask = MagnitudeMask(layer.weight.shape, layer.weight.device)
             parametrize.register_parametrization(layer, "weight", mask)
             self.masks.append(mask)
+        self.sparsity = 0.0  # the schedule's current s_t
 
     def _masked_weights(self) -> list[torch.Tensor]:
-        return [layer.parametrizations.weight.original.detach() * m.mask for layer, m in zip(self.layers, self.masks)]
+        # What each mask receives, times the mask: pruned weights rank as 0, so they stay pruned.
+        return [parametrization_input(layer, "weight", m) * m.mask for layer, m in zip(self.layers, self.masks)]
 
     @torch.no_grad()
     def prune_to(self, sparsity: float) -> None:
         """Set every mask for overall ``sparsity`` (of the target structure) by magnitude."""
         weights = self._masked_weights()
-        if isinstance(self.structure, NM):
-            m = self.structure.m
-            keep = m - round((sparsity / self.target) * (m - self.structure.n))
-            for w, mask in zip(weights, self.masks):
-                mask.mask.copy_(hard_mask(w, 0.0, NM(keep, m)) if keep < m else torch.ones_like(w))
-            return
         if isinstance(self.structure, Unstructured) and self.allocation == "global":
-            shares = global_allocation([_W(w) for w in weights], sparsity)
+            shares = global_shares(weights, sparsity)
         else:
             shares = [sparsity] * len(weights)
         for w, share, mask in zip(weights, shares, self.masks):
-            mask.mask.copy_(hard_mask(w, share, self.structure))
+            mask.mask.copy_(hard_mask_at(w, share, self.structure))
+        self.sparsity = sparsity
 
     def step(self, step: int, total_steps: int | None = None) -> None:
         """Prune if ``step`` is a pruning step of the schedule (signature fits ``train(before_step=)``)."""
@@ -108,15 +126,17 @@ class GradualMagnitudePruning:
         self.prune_to(cubic_sparsity(step, self.target, self.begin_step, self.end_step))
 
 
-class _W:
-    def __init__(self, w: torch.Tensor) -> None:
-        self.weight = w
-
-
 @torch.no_grad()
 def harden_magnitude(model: nn.Module) -> nn.Module:
-    """Fold the masks into the weights (real zeros) and remove the parametrizations."""
+    """Fold the masks into the weights (real zeros) and remove only the :class:`MagnitudeMask` parametrizations.
+
+    Other parametrizations of a weight stay registered (see
+    :func:`zoo.pruning.structure.fold_parametrization`); a weight that carried only the mask is a
+    plain parameter of a plain ``nn.Linear``/``nn.Conv2d`` again.
+    """
     for _, layer in prunable(model):
-        if parametrize.is_parametrized(layer, "weight"):
-            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+        if not parametrize.is_parametrized(layer, "weight"):
+            continue
+        for mask in [p for p in layer.parametrizations.weight if isinstance(p, MagnitudeMask)]:
+            fold_parametrization(layer, "weight", mask, mask(parametrization_input(layer, "weight", mask)))
     return model

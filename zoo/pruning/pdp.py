@@ -10,26 +10,50 @@ and the smallest it would keep,
 
 .. math:: t = \tfrac12 \big( \max_{w \in Z} |w| + \min_{w \in M} |w| \big),
 
-where :math:`Z` are the :math:`\lceil r n \rceil`-smallest-magnitude weights and :math:`M` the
-rest. Each weight gets the probability of being kept from a two-way softmax over
+where :math:`Z` are the :math:`\operatorname{round}(r n)` smallest-magnitude weights and
+:math:`M` the rest. Each weight gets the probability of being kept from a two-way softmax over
 :math:`(t^2, w^2)` at temperature :math:`\tau`,
 
 .. math:: m(w) = \frac{e^{w^2/\tau}}{e^{w^2/\tau} + e^{t^2/\tau}} = \sigma\!\big((w^2 - t^2)/\tau\big),
+          \qquad z(w) = 1 - m(w),
 
 and the layer computes with :math:`\tilde W = m(W) \odot W`. So :math:`m(t) = 1/2`, weights well
-above the threshold pass almost unchanged, and every weight, pruned or not, still receives the
-gradient :math:`\partial L/\partial w = \partial L/\partial \tilde w \, (m + 2 w^2 m (1-m)/\tau)`,
-which lets a pruned weight grow back. The threshold is a statistic of :math:`W` and is not
-differentiated (it is recomputed from the current weights at every forward pass).
+above the threshold pass almost unchanged, smaller :math:`\tau` makes :math:`m` closer to a hard
+0/1 step, and every weight, pruned or not, still receives the gradient (the paper's analysis, with
+:math:`t` a constant of the step)
+
+.. math:: \frac{\partial L}{\partial w} = \frac{\partial L}{\partial \tilde w}
+          \Big( m(w) + \frac{2 w^2}{\tau}\, m(w)\, z(w) \Big),
+
+which lets a pruned weight grow back. The threshold is a statistic of :math:`W`, recomputed from
+the current weights at every forward pass and not differentiated (``detach``; this only matters
+for the two weights that define it).
 
 Structured variants change only who competes for the budget (see :mod:`zoo.pruning.structure`):
-N:M places one threshold per group of :math:`M` weights between the :math:`N`-th and
-:math:`(N{+}1)`-th largest; channel pruning scores an output channel by :math:`\lVert w_c \rVert^2`.
+N:M places one threshold per group of :math:`M` weights between the :math:`k`-th and
+:math:`(k{+}1)`-th smallest, :math:`k` the number pruned per group; channel pruning scores an
+output channel by :math:`\lVert w_c \rVert^2`.
 
-Schedule (the paper's appendix): train dense for a warm-up, then fix each layer's share of the
-global budget by ranking all weights together (:func:`global_allocation`), and raise the layers'
-sparsity gradually to their targets (:class:`PDPSchedule`). :func:`harden` finally replaces the
-soft mask by the exact top-k mask, exporting real zeros.
+Schedule (the paper's training flow, its appendix): train dense for a warm-up, then fix each
+layer's share of the global budget by ranking all weights together (:func:`global_allocation`),
+and raise every layer's sparsity gradually to its target, :math:`r_e = \min(1, \epsilon e)\, r`
+after warm-up (:class:`PDPSchedule`: the same linear ramp, per step instead of per epoch).
+:func:`harden` finally replaces the soft mask by the exact top-k mask, exporting real zeros.
+
+**N:M follows the same ramp** (our choice; the previous version of this module switched straight
+from dense to N:M at the end of warm-up). The paper extends PDP to N:M only by changing where
+the threshold is placed (one per group of :math:`M`) and, as far as we could check, gives N:M no
+schedule of its own, so its gradual raise of the target applies; gradual magnitude pruning, the
+baseline, ramps N:M as well. PDP's N:M therefore prunes :math:`k = \operatorname{round}(p\,(M-N))`
+of every :math:`M` at progress :math:`p` (4:4, 3:4, 2:4, 1:4 for a 1:4 target;
+:func:`zoo.pruning.structure.nm_pruned_per_group`, the map GMP uses too), and both arms of a
+comparison pass through the same patterns at the same progress.
+
+Departures: :math:`\operatorname{round}` rather than a ceiling for the pruned count (the exported
+model then has exactly the target's count of zeros); the exported kept weights carry their soft
+factor :math:`m(w)` (see :func:`harden`). No host synchronisation happens in the forward pass: the
+current sparsity is a Python float updated by :meth:`PDP.set_progress`, and the threshold is
+computed on the weights' device.
 
 Usage::
 
@@ -43,27 +67,36 @@ Usage::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from zoo.pruning.structure import NM, Channel, Structure, hard_mask, nm_groups, parse_structure, rows
+from zoo.pruning.structure import (
+    NM,
+    Channel,
+    Structure,
+    fold_parametrization,
+    global_allocation,
+    global_shares,
+    hard_mask_at,
+    nm_groups,
+    nm_pruned_per_group,
+    parametrization_input,
+    parse_structure,
+    prunable,
+    rows,
+)
 
 __all__ = ["PDPMask", "PDP", "PDPSchedule", "pdp_threshold", "pdp_mask", "global_allocation", "harden", "prunable"]
-
-
-def prunable(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The ``nn.Linear`` and ``nn.Conv2d`` layers of ``model``, by name (their ``weight`` is pruned)."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
 def _midpoint_threshold(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
     """Squared threshold half-way (in magnitude) between the last pruned and first kept score.
 
     ``scores`` are squared magnitudes along the last dimension; the result keeps that dimension
-    with size 1. ``n_prune`` of the last dimension fall below it.
+    with size 1. ``n_prune`` of the last dimension fall below it. Tensor ops only (no host sync).
     """
     n = scores.shape[-1]
     if n_prune <= 0:
@@ -81,10 +114,14 @@ def _midpoint_threshold(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
 
 
 def pdp_threshold(weight: torch.Tensor, sparsity: float, structure: Structure) -> torch.Tensor:
-    """The squared threshold :math:`t^2`, broadcastable against the structure's scores."""
+    """The squared threshold :math:`t^2` (detached), broadcastable against the structure's scores.
+
+    For N:M, ``sparsity`` (at most ``1 - N/M``) sets the number pruned per group,
+    :func:`~zoo.pruning.structure.nm_pruned_per_group`.
+    """
     w2 = weight.detach().square()
     if isinstance(structure, NM):
-        return _midpoint_threshold(nm_groups(w2, structure.m), structure.m - structure.n)
+        return _midpoint_threshold(nm_groups(w2, structure.m), nm_pruned_per_group(structure, sparsity))
     if isinstance(structure, Channel):
         score = rows(w2).sum(1)
         return _midpoint_threshold(score, round(sparsity * score.numel()))
@@ -108,40 +145,41 @@ def pdp_mask(weight: torch.Tensor, sparsity: float, tau: float, structure: Struc
 class PDPMask(nn.Module):
     """A ``torch.nn.utils.parametrize`` parametrization: ``W -> m(W) * W``.
 
-    ``sparsity`` is the layer's current target (a buffer so it is saved with the model and moves
-    with it); ``0`` turns the mask off entirely (dense warm-up). For N:M the structure fixes the
-    sparsity and ``sparsity > 0`` only switches the mask on.
+    ``sparsity`` is the layer's current sparsity (for N:M: up to ``1 - N/M``, pruning
+    ``round(sparsity * M)`` per group); ``0`` turns the mask off entirely (dense warm-up). It is
+    kept twice: as a Python float read by :meth:`forward` (so a forward pass never syncs with the
+    device) and as a buffer, saved with the model and restored on load. Change it with
+    :meth:`set_sparsity`.
     """
 
     def __init__(self, structure: Structure | str = "unstructured", tau: float = 1e-4, sparsity: float = 0.0) -> None:
         super().__init__()
         self.structure = parse_structure(structure)
         self.tau = float(tau)
-        self.register_buffer("sparsity", torch.tensor(float(sparsity)))
+        self._sparsity = float(sparsity)
+        self.register_buffer("sparsity", torch.tensor(self._sparsity))
+
+    def set_sparsity(self, sparsity: float) -> None:
+        """Set the current sparsity (no host sync: the buffer is filled, never read)."""
+        self._sparsity = float(sparsity)
+        self.sparsity.fill_(self._sparsity)
+
+    @property
+    def current_sparsity(self) -> float:
+        return self._sparsity
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._sparsity = float(self.sparsity)  # one sync per load, never per forward
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        s = float(self.sparsity)
+        s = self._sparsity
         if s <= 0.0:
             return weight
         return pdp_mask(weight, s, self.tau, self.structure) * weight
 
     def extra_repr(self) -> str:
-        return f"structure={self.structure}, tau={self.tau:g}, sparsity={float(self.sparsity):.4f}"
-
-
-def global_allocation(layers: Iterable[nn.Module], target: float) -> list[float]:
-    """Per-layer sparsities such that one global magnitude threshold prunes ``target`` overall.
-
-    The paper fixes each layer's share this way at the end of warm-up, so that layers with
-    many small weights (typically the large ones) give up more than small, critical layers.
-    """
-    weights = [m.weight.detach() for m in layers]
-    all_w2 = torch.cat([w.square().reshape(-1) for w in weights])
-    k = round(target * all_w2.numel())
-    if k == 0:
-        return [0.0] * len(weights)
-    t2 = all_w2.kthvalue(k).values
-    return [float((w.square() <= t2).sum()) / w.numel() for w in weights]
+        return f"structure={self.structure}, tau={self.tau:g}, sparsity={self._sparsity:.4f}"
 
 
 @dataclass(frozen=True)
@@ -163,12 +201,14 @@ class PDP:
     """Attach PDP soft masks to every prunable layer of ``model`` and drive their sparsity.
 
     Args:
-        model: any module; its ``nn.Linear``/``nn.Conv2d`` weights get a :class:`PDPMask`.
-        target: overall target sparsity (ignored for N:M, whose sparsity is ``1 - N/M``).
+        model: any module; its ``nn.Linear``/``nn.Conv2d`` weights get a :class:`PDPMask`
+            (appended to any parametrization the weight already has).
+        target: overall target sparsity (ignored for N:M, whose final sparsity is ``1 - N/M``).
         structure: ``"unstructured"``, ``"channel"`` or ``"N:M"``.
         tau: temperature :math:`\\tau` of the soft mask (in units of squared weight).
         allocation: ``"global"`` (the paper: per-layer shares from a global ranking, fixed when
-            pruning starts) or ``"uniform"`` (every layer at ``target``).
+            pruning starts) or ``"uniform"`` (every layer at ``target``). Only unstructured
+            pruning has a global ranking; N:M and channel pruning are per layer.
         skip: names of layers to leave dense.
     """
 
@@ -199,55 +239,54 @@ class PDP:
         self.layer_targets: list[float] | None = None
 
     def _allocate(self) -> list[float]:
-        if isinstance(self.structure, NM):
+        if isinstance(self.structure, (NM, Channel)) or self.allocation == "uniform":
             return [self.target] * len(self.layers)
-        if self.allocation == "uniform" or isinstance(self.structure, Channel):
-            return [self.target] * len(self.layers)
-        originals = [_Original(layer) for layer in self.layers]
-        return global_allocation(originals, self.target)
+        inputs = [parametrization_input(layer, "weight", mask) for layer, mask in zip(self.layers, self.masks)]
+        return global_shares(inputs, self.target)
 
     @torch.no_grad()
     def set_progress(self, fraction: float) -> None:
-        """Set every layer to ``fraction`` of its target; the first non-zero call fixes the shares."""
+        """Set every layer to ``fraction`` of its target; the first non-zero call fixes the shares.
+
+        N:M included: a layer at ``fraction`` of ``1 - N/M`` prunes ``round(fraction * (M - N))``
+        of every ``M``. At most one host sync (the allocation, once), none afterwards.
+        """
+        fraction = float(fraction)
         if fraction > 0 and self.layer_targets is None:
             self.layer_targets = self._allocate()
         for i, mask in enumerate(self.masks):
             tgt = 0.0 if self.layer_targets is None else self.layer_targets[i]
-            mask.sparsity.fill_(fraction * tgt if not isinstance(self.structure, NM) else (tgt if fraction > 0 else 0.0))
+            mask.set_sparsity(fraction * tgt)
 
     def sparsities(self) -> list[float]:
-        return [float(m.sparsity) for m in self.masks]
-
-
-class _Original:
-    """Expose a parametrized layer's raw weight as ``.weight`` (for allocation)."""
-
-    def __init__(self, layer: nn.Module) -> None:
-        self.weight = layer.parametrizations.weight.original
+        return [m.current_sparsity for m in self.masks]
 
 
 @torch.no_grad()
 def harden(model: nn.Module) -> nn.Module:
-    r"""Replace every :class:`PDPMask` by the exact hard top-k mask and remove the parametrization.
+    r"""Replace every :class:`PDPMask` by the exact hard top-k mask and remove that parametrization.
 
-    The exported weight is :math:`m(W) \odot W` with the units below the target zeroed.
+    The exported weight is :math:`\mathbb 1[\text{kept}] \odot m(W) \odot W`: the soft-masked
+    values the network was trained with, with the units below the current target set to exact
+    zeros (with a sharp :math:`\tau` the kept :math:`m(w)` are 1 and this is :math:`W` on the
+    kept set). Each layer ends with real zeros at exactly its current sparsity
+    (``round(s * count)`` weights or channels; ``M - round(s M)`` kept of every ``M`` for N:M,
+    i.e. exactly N at the end of the ramp).
 
-    Each layer ends with real zeros at exactly its current target (``round(s * count)`` weights or
-    channels; exactly N of every M for N:M), as plain ``nn.Linear``/``nn.Conv2d`` weights.
+    Only PDP's own parametrization is removed: any other parametrization of the weight (weight
+    norm, another library's) stays registered, receiving the hardened value through its
+    ``right_inverse`` when it comes before the mask. A weight that carried only the PDP mask is a
+    plain parameter of a plain ``nn.Linear``/``nn.Conv2d`` again.
     """
     for _, layer in prunable(model):
         if not parametrize.is_parametrized(layer, "weight"):
             continue
-        plist = layer.parametrizations.weight
-        masks = [p for p in plist if isinstance(p, PDPMask)]
-        if not masks:
-            continue
-        mask = masks[0]
-        s = float(mask.sparsity)
-        # |m(w) w| grows with |w|, so ranking the raw weights ranks the masked ones too.
-        keep = hard_mask(plist.original, s, mask.structure) if s > 0 else None
-        # Keep the soft-masked values the network was trained with, then make the zeros exact.
-        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-        if keep is not None:
-            layer.weight.mul_(keep)
+        for mask in [p for p in layer.parametrizations.weight if isinstance(p, PDPMask)]:
+            u = parametrization_input(layer, "weight", mask)
+            s = mask.current_sparsity
+            value = mask(u)
+            if s > 0:
+                # |m(w) w| grows with |w| (per group / channel score too), so ranking u ranks the masked values.
+                value = value * hard_mask_at(u, s, mask.structure)
+            fold_parametrization(layer, "weight", mask, value)
     return model
