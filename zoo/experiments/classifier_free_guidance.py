@@ -8,12 +8,26 @@ mixture of three Gaussians, one per class. We reproduce the sweep w in ``guidanc
 * ``gmm``: a labelled 2-D mixture of three overlapping isotropic Gaussians, one per class, on a
   circle (Bayes accuracy about 77% with the default radius and spread), generated from
   ``data_seed``;
-* ``digits``: the 8x8 digits, scaled to [-1, 1].
+* ``digits``: the 8x8 digits, scaled to [-1, 1];
+* ``digits_short``: the same digits with a denoiser trained for only ``digits_short_epochs``
+  (a tenth of the full budget), whose unguided samples are far from the fixed classifier's
+  ceiling (the fully trained model's unguided samples already score above real test digits, so
+  class consistency has no room left to rise there).
 
-Per dataset a FIXED classifier (an MLP) is trained once on the real training split; per seed one
-:class:`~zoo.diffusion.ConditionalDenoiser` is trained with label dropout ``p_uncond`` through
-:func:`zoo.training.train`, and samples for every (w, class) pair are drawn in one batch. Metrics per
-arm ``<dataset>_w<w>`` (and ``<dataset>_real`` for the held-out real split, a reference):
+On the harness (:mod:`zoo.harness`):
+
+* ``shared`` (once per run): per dataset, the FIXED scoring classifier (an MLP trained on the real
+  training split, seeded by ``data_seed``) and its features of the real training split;
+* ``per_seed`` (once per seed): one :class:`~zoo.diffusion.ConditionalDenoiser` per model
+  (``gmm``, ``digits``, ``digits_short``) trained with label dropout ``p_uncond`` through
+  :func:`zoo.training.train`;
+* ``job`` per ``(arm, seed)``: arm ``<model>_w<w>`` draws ``samples_per_class`` samples per class
+  from that seed's model with guidance weight w and scores them; arm ``<dataset>_real`` scores the
+  held-out real split (a reference, the same for every seed). Every arm of a seed samples the
+  same trained model from the same initial and per-step noise (seeded by the seed, not the arm),
+  so w is the only difference between them.
+
+Metrics:
 
 * ``class_acc``: accuracy (%) of the fixed classifier against the conditioning label;
 * ``diversity``: per-class spread (root mean variance over feature dimensions) of the samples
@@ -30,21 +44,72 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from zoo.diffusion import ConditionalDenoiser, DDPMScheduler, classifier_free_guidance_loss, guided_noise_prediction
-from zoo.experiment import Curve, RunContext, RunResult, seed_values
+from zoo.experiment import Curve
+from zoo.harness import Env, Experiment, JobContext, JobOutput, Table, mean_band
 from zoo.training import MLP, TensorData, load_dataset, seed_everything, train
 
-__all__ = ["arm_name", "frechet_distance", "make_gmm", "run", "sample_metrics", "sample_sweep"]
+__all__ = [
+    "EXPERIMENT",
+    "Domain",
+    "arm_name",
+    "arms",
+    "frechet_distance",
+    "guided_sample",
+    "make_gmm",
+    "make_scheduler",
+    "models",
+    "parse_arm",
+    "sample_metrics",
+    "train_denoiser",
+]
+
+DATASETS = ("gmm", "digits")
 
 
-def arm_name(dataset: str, w: float) -> str:
+def arm_name(model: str, w: float) -> str:
     """``gmm``, 0.5 -> ``gmm_w0_5`` (snake_case arm names for the spec)."""
-    return f"{dataset}_w{w:g}".replace(".", "_")
+    return f"{model}_w{w:g}".replace(".", "_")
+
+
+def models(cfg: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """``(model, dataset, epochs)`` of every denoiser a seed trains.
+
+    One per dataset with ``<dataset>_epochs``, plus ``<dataset>_short`` trained for
+    ``<dataset>_short_epochs`` where that key is set (digits: the model with headroom).
+    """
+    out = []
+    for d in cfg["datasets"]:
+        if d not in DATASETS:
+            raise ValueError(f"unknown dataset {d!r}; use {list(DATASETS)}")
+        out.append((d, d, int(cfg[f"{d}_epochs"])))
+        if cfg.get(f"{d}_short_epochs"):
+            out.append((f"{d}_short", d, int(cfg[f"{d}_short_epochs"])))
+    return out
+
+
+def arms(cfg: dict[str, Any]) -> list[str]:
+    """Every job's arm: each model at each guidance weight, then each dataset's real reference."""
+    weights = [float(w) for w in cfg["guidance_weights"]]
+    return [arm_name(m, w) for m, _, _ in models(cfg) for w in weights] + [f"{d}_real" for d in cfg["datasets"]]
+
+
+def parse_arm(cfg: dict[str, Any], arm: str) -> tuple[str, str, float | None]:
+    """``arm`` -> ``(model, dataset, w)``; ``w`` is None for a ``<dataset>_real`` arm."""
+    for d in cfg["datasets"]:
+        if arm == f"{d}_real":
+            return d, d, None
+    for m, d, _ in models(cfg):
+        for w in cfg["guidance_weights"]:
+            if arm == arm_name(m, float(w)):
+                return m, d, float(w)
+    raise ValueError(f"unknown arm {arm!r}; the config's arms are {arms(cfg)}")
 
 
 def make_gmm(
@@ -98,31 +163,39 @@ def sample_metrics(
 
 
 @torch.no_grad()
-def sample_sweep(
-    model: ConditionalDenoiser,
+def guided_sample(
+    model: nn.Module,
     scheduler: DDPMScheduler,
-    weights: list[float],
+    w: float,
     samples_per_class: int,
     generator: torch.Generator,
-    bar: Any | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ancestral sampling with guidance for every (w, class) pair in ONE batch.
+    """Ancestral sampling with classifier-free guidance weight ``w`` (Algorithm 2), every class at once.
 
-    Returns samples of shape ``(len(weights), num_classes * samples_per_class, data_dim)`` and the
-    conditioning labels ``(num_classes * samples_per_class,)`` shared by every w.
+    ``samples_per_class`` samples of each class, conditioned on labels ``0 0 .. 1 1 ..``; the initial
+    noise and every step's fresh noise come from ``generator``, so the same generator state gives
+    the same noise for every ``w``. Returns samples ``(num_classes * samples_per_class, data_dim)``
+    and their labels.
     """
     device = next(model.parameters()).device
-    k, n = model.num_classes, samples_per_class
-    labels = torch.arange(k, device=device).repeat_interleave(n)
-    c = labels.repeat(len(weights))
-    w = torch.tensor(weights, dtype=torch.float32, device=device).repeat_interleave(k * n)
-    x = torch.randn(c.shape[0], model.data_dim, generator=generator, device=generator.device).to(device)
+    labels = torch.arange(model.num_classes, device=device).repeat_interleave(samples_per_class)
+    x = torch.randn(labels.shape[0], model.data_dim, generator=generator, device=generator.device).to(device)
     for t in scheduler.timesteps:
-        eps = guided_noise_prediction(model, x, int(t), c, w)
+        eps = guided_noise_prediction(model, x, int(t), labels, w)
         x = scheduler.step(eps, int(t), x, generator=generator).prev_sample
-        if bar is not None:
-            bar.update(1)
-    return x.reshape(len(weights), k * n, model.data_dim), labels
+    return x, labels
+
+
+def make_scheduler(cfg: dict[str, Any], clip: float | None) -> DDPMScheduler:
+    """The noise schedule, set to ``sample_steps`` sampling steps."""
+    sched = DDPMScheduler(
+        int(cfg["train_timesteps"]),
+        beta_schedule=cfg["beta_schedule"],
+        variance_interp=float(cfg["variance_interp"]),
+        clip_sample=clip,
+    )
+    sched.set_timesteps(int(cfg["sample_steps"]))
+    return sched
 
 
 def _diffusion_loss(
@@ -131,6 +204,55 @@ def _diffusion_loss(
     return classifier_free_guidance_loss(model, scheduler, x, y, p_uncond=p_uncond)
 
 
+# ----------------------------------------------------------------------------- setup
+@dataclass
+class Domain:
+    """One dataset: real data in classifier space and the affine map to diffusion space.
+
+    ``x_diffusion = x * scale + shift``; ``clip`` bounds the sampler's x_0 estimate (diffusion space).
+    """
+
+    data: TensorData
+    scale: float
+    shift: float
+    clip: float | None
+
+    def to_diffusion(self) -> TensorData:
+        d = self.data
+        return TensorData(d.x_train * self.scale + self.shift, d.y_train, d.x_test * self.scale + self.shift,
+                          d.y_test, d.num_classes, d.name)
+
+    def from_diffusion(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.shift) / self.scale
+        if self.data.name == "digits":
+            x = x.clamp(0.0, 1.0)  # the clipped x_0 range, back in pixel units
+        return x
+
+
+def _load(name: str, cfg: dict[str, Any], env: Env) -> Domain:
+    if name == "gmm":
+        g = torch.Generator().manual_seed(int(cfg["data_seed"]))
+        kw = {"num_classes": int(cfg["gmm_classes"]), "radius": float(cfg["gmm_radius"]), "std": float(cfg["gmm_std"])}
+        xtr, ytr = make_gmm(n=int(cfg["gmm_n_train"]), generator=g, **kw)
+        xte, yte = make_gmm(n=int(cfg["gmm_n_test"]), generator=g, **kw)
+        dev = torch.device(env.device)
+        data = TensorData(xtr.to(dev), ytr.to(dev), xte.to(dev), yte.to(dev), kw["num_classes"], "gmm")
+        # A generous box (never reached by real data) that only stops an untrained or strongly guided
+        # model's x_0 estimate from running away at the first, noisiest steps.
+        return Domain(data, 1.0, 0.0, float(cfg["gmm_clip"]))
+    if name == "digits":
+        # Pixels in [0, 1] for the classifier; the diffusion model works in [-1, 1] (as DDPM does for
+        # images) and clips its x_0 estimate there.
+        return Domain(load_dataset("digits", env.data_dir, env.device, flatten=True), 2.0, -1.0, 1.0)
+    raise ValueError(f"unknown dataset {name!r}; use {list(DATASETS)}")
+
+
+def _setup(cfg: dict[str, Any], env: Env) -> dict[str, Domain]:
+    models(cfg)  # validates the datasets
+    return {d: _load(d, cfg, env) for d in cfg["datasets"]}
+
+
+# ----------------------------------------------------------------------------- shared: the fixed classifiers
 def _fit_classifier(data: TensorData, cfg: dict[str, Any], device: str) -> MLP:
     """The fixed scoring classifier, trained once per dataset on the real training split."""
     g = seed_everything(int(cfg["data_seed"]))
@@ -145,128 +267,123 @@ def _fit_classifier(data: TensorData, cfg: dict[str, Any], device: str) -> MLP:
     return clf
 
 
-def _load(name: str, cfg: dict[str, Any], ctx: RunContext) -> tuple[TensorData, float, float, float | None]:
-    """Real data in classifier space, plus the affine map to diffusion space (x * scale + shift) and the clip."""
-    if name == "gmm":
-        g = torch.Generator().manual_seed(int(cfg["data_seed"]))
-        kw = {"num_classes": int(cfg["gmm_classes"]), "radius": float(cfg["gmm_radius"]), "std": float(cfg["gmm_std"])}
-        xtr, ytr = make_gmm(n=int(cfg["gmm_n_train"]), generator=g, **kw)
-        xte, yte = make_gmm(n=int(cfg["gmm_n_test"]), generator=g, **kw)
-        dev = torch.device(ctx.device)
-        data = TensorData(xtr.to(dev), ytr.to(dev), xte.to(dev), yte.to(dev), kw["num_classes"], "gmm")
-        # A generous box (never reached by real data) that only stops an untrained or strongly guided
-        # model's x_0 estimate from running away at the first, noisiest steps.
-        return data, 1.0, 0.0, float(cfg["gmm_clip"])
-    if name == "digits":
-        # Pixels in [0, 1] for the classifier; the diffusion model works in [-1, 1] (as DDPM does for
-        # images) and clips its x_0 estimate there.
-        return load_dataset("digits", ctx.data_dir, ctx.device, flatten=True), 2.0, -1.0, 1.0
-    raise ValueError(f"unknown dataset {name!r}; use 'gmm' or 'digits'")
+def _features(name: str, clf: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Raw coordinates (gmm) or the fixed classifier's penultimate layer (digits)."""
+    return (lambda x: x) if name == "gmm" else nn.Sequential(*list(clf.children())[:-1])
 
 
-def run(cfg: dict[str, Any], ctx: RunContext) -> RunResult:
+def _shared(cfg: dict[str, Any], env: Env, setup: dict[str, Domain]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, dom in setup.items():
+        clf = _fit_classifier(dom.data, cfg, env.device)
+        with torch.no_grad():
+            ref = _features(name, clf)(dom.data.x_train)
+        out[name] = {"classifier": clf, "ref_features": ref}
+    return out
+
+
+# ----------------------------------------------------------------------------- per seed: the denoisers
+def train_denoiser(cfg: dict[str, Any], seed: int, dataset: str, epochs: int, dom: Domain, device: str) -> tuple[ConditionalDenoiser, list[float]]:
+    """Algorithm 1: one denoiser trained with label dropout ``p_uncond``; returns it and its loss per epoch.
+
+    Seeded by ``seed`` alone (not by the model's name), so ``digits`` and ``digits_short`` start
+    from the same initialisation and data order.
+    """
+    diff = dom.to_diffusion()
+    g = seed_everything(seed)
+    sched = make_scheduler(cfg, dom.clip)
+    model = ConditionalDenoiser(
+        diff.x_train.shape[1], diff.num_classes, sched.num_train_timesteps,
+        hidden=int(cfg[f"{dataset}_hidden"]), depth=int(cfg[f"{dataset}_depth"]),
+    ).to(device)
+    batch = int(cfg[f"{dataset}_batch_size"])
+    steps = epochs * math.ceil(diff.n_train / batch)
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
+    lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    loss = functools.partial(_diffusion_loss, scheduler=sched, p_uncond=float(cfg["p_uncond"]))
+    hist = train(model, diff, opt, epochs=epochs, batch_size=batch, generator=g, loss=loss, scheduler=lr_sched,
+                 eval_every=0)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, hist.train_loss
+
+
+def _per_seed(cfg: dict[str, Any], seed: int, env: Env, setup: dict[str, Domain], shared: Any) -> dict[str, Any]:
+    out = {}
+    for m, d, epochs in models(cfg):
+        model, losses = train_denoiser(cfg, seed, d, epochs, setup[d], env.device)
+        out[m] = {"model": model, "train_loss": losses}
+    return out
+
+
+# ----------------------------------------------------------------------------- jobs
+def sample_noise(seed: int) -> torch.Generator:
+    """The sampling noise of a seed: the same for every arm (w is the only difference between arms)."""
+    return torch.Generator().manual_seed(10_000 + seed)
+
+
+def draw(cfg: dict[str, Any], arm: str, seed: int, ctx: JobContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """The samples of a guided arm, in classifier space, and their conditioning labels."""
+    m, d, w = parse_arm(cfg, arm)
+    if w is None:
+        raise ValueError(f"{arm!r} is a real-data arm; it draws no samples")
+    dom: Domain = ctx.setup[d]
+    model = ctx.seed_state[m]["model"].to(ctx.device)
+    x, labels = guided_sample(model, make_scheduler(cfg, dom.clip), w, int(cfg[f"{d}_samples_per_class"]),
+                              sample_noise(seed))
+    return dom.from_diffusion(x), labels
+
+
+def _job(cfg: dict[str, Any], arm: str, seed: int, ctx: JobContext) -> JobOutput:
+    m, d, w = parse_arm(cfg, arm)
+    dom: Domain = ctx.setup[d]
+    clf = ctx.shared[d]["classifier"].to(ctx.device)
+    ref = ctx.shared[d]["ref_features"].to(ctx.device)
+    k = dom.data.num_classes
+    if w is None:
+        x, labels = dom.data.x_test, dom.data.y_test
+    else:
+        x, labels = draw(cfg, arm, seed, ctx)
+    metrics = sample_metrics(x, labels, clf, _features(d, clf), ref, dom.data.y_train, k)
+    series = {}
+    if w is not None and w == float(cfg["guidance_weights"][0]):
+        series["train_loss"] = list(ctx.seed_state[m]["train_loss"])  # once per model and seed
+    return JobOutput(metrics=metrics, series=series)
+
+
+# ----------------------------------------------------------------------------- plot
+def _curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
     weights = [float(w) for w in cfg["guidance_weights"]]
-    datasets = list(cfg["datasets"])
-    per_seed: list[dict[str, dict[str, float]]] = [{} for _ in ctx.seeds]
-    losses: dict[str, list[list[float]]] = {}
-    for name in datasets:
-        data, scale, shift, clip = _load(name, cfg, ctx)
-        k = data.num_classes
-        clf = _fit_classifier(data, cfg, ctx.device)
-        features: Callable[[torch.Tensor], torch.Tensor] = (
-            (lambda x: x) if name == "gmm" else nn.Sequential(*list(clf.children())[:-1])  # penultimate layer
-        )
-        ref_f = features(data.x_train)
-        real = sample_metrics(data.x_test, data.y_test, clf, features, ref_f, data.y_train, k)
-        diff_data = TensorData(
-            data.x_train * scale + shift, data.y_train, data.x_test * scale + shift, data.y_test, k, name
-        )
-        epochs, batch = int(cfg[f"{name}_epochs"]), int(cfg[f"{name}_batch_size"])
-        steps = epochs * math.ceil(diff_data.n_train / batch)
-        losses[name] = []
-        for i, seed in enumerate(ctx.seeds):
-            g = seed_everything(seed)
-            sched = DDPMScheduler(
-                int(cfg["train_timesteps"]),
-                beta_schedule=cfg["beta_schedule"],
-                variance_interp=float(cfg["variance_interp"]),
-                clip_sample=clip,
-            )
-            model = ConditionalDenoiser(
-                diff_data.x_train.shape[1],
-                k,
-                sched.num_train_timesteps,
-                hidden=int(cfg[f"{name}_hidden"]),
-                depth=int(cfg[f"{name}_depth"]),
-            ).to(ctx.device)
-            opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
-            lr_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-            # Algorithm 1 as the loop's loss(model, x, y).
-            loss = functools.partial(_diffusion_loss, scheduler=sched, p_uncond=float(cfg["p_uncond"]))
-            sched.set_timesteps(int(cfg["sample_steps"]))
-            bar = ctx.bar(total=epochs + sched.num_inference_steps, desc=f"{name} seed {seed}")
-            hist = train(
-                model,
-                diff_data,
-                opt,
-                epochs=epochs,
-                batch_size=batch,
-                generator=g,
-                loss=loss,
-                scheduler=lr_sched,
-                eval_every=0,
-                bar=bar,
-            )
-            losses[name].append(hist.train_loss)
-            model.eval()
-            sample_gen = torch.Generator().manual_seed(10_000 + seed)
-            xs, labels = sample_sweep(model, sched, weights, int(cfg[f"{name}_samples_per_class"]), sample_gen, bar)
-            bar.close()
-            for w, x in zip(weights, xs):
-                x = (x - shift) / scale
-                if name == "digits":
-                    x = x.clamp(0.0, 1.0)  # the clipped x_0 range, back in pixel units
-                per_seed[i][arm_name(name, w)] = sample_metrics(x, labels, clf, features, ref_f, data.y_train, k)
-            per_seed[i][f"{name}_real"] = real
-    metrics = seed_values(per_seed)
-    return RunResult(metrics=metrics, curves=_curves(metrics, datasets, weights, losses))
-
-
-def _curves(
-    metrics: dict[str, dict[str, list[float]]],
-    datasets: list[str],
-    weights: list[float],
-    losses: dict[str, list[list[float]]],
-) -> list[Curve]:
     titles = {
         "class_acc": ("Class consistency vs guidance", "fixed-classifier accuracy (%)"),
         "diversity": ("Diversity vs guidance", "per-class spread / real"),
         "fd": ("Per-class Frechet distance vs guidance", "FD / real class variance"),
     }
+    n = len(table.seeds)
     curves = []
     for metric, (title, ylabel) in titles.items():
         series, bands, style = {}, {}, {}
-        for j, name in enumerate(datasets):
-            vals = [metrics[arm_name(name, w)][metric] for w in weights]
-            series[name] = [sum(v) / len(v) for v in vals]
-            bands[name] = ([min(v) for v in vals], [max(v) for v in vals])
-            real = metrics[f"{name}_real"][metric][0]
-            series[f"{name} real data"] = [real] * len(weights)
-            style[name], style[f"{name} real data"] = f"C{j}o-", f"C{j}--"
-        curves.append(
-            Curve(title, list(weights), series, xlabel="guidance weight w", ylabel=ylabel, bands=bands, style=style)
-        )
-    for name, runs in losses.items():
-        ep = list(range(1, len(runs[0]) + 1))
-        mean = [sum(r[e] for r in runs) / len(runs) for e in range(len(ep))]
-        curves.append(
-            Curve(
-                f"{name}: denoising loss (Alg. 1)",
-                [float(e) for e in ep],
-                {"train loss": mean},
-                xlabel="epoch",
-                ylabel="MSE",
-                logy=True,
-            )
-        )
+        for j, (m, d, _) in enumerate(models(cfg)):
+            vals = [table.metric(arm_name(m, w), metric) for w in weights]
+            series[m] = [sum(v) / len(v) for v in vals]
+            bands[m] = ([min(v) for v in vals], [max(v) for v in vals])
+            style[m] = f"C{j}o-"
+        for j, d in enumerate(cfg["datasets"]):
+            real = table.metric(f"{d}_real", metric)[0]
+            series[f"{d} real data"] = [real] * len(weights)
+            style[f"{d} real data"] = f"C{j}--"
+        curves.append(Curve(f"{title} (mean, min-max over {n} seeds)", list(weights), series,
+                            xlabel="guidance weight w", ylabel=ylabel, bands=bands, style=style))
+    for m, _, _ in models(cfg):
+        mean, band = mean_band(table.series(arm_name(m, weights[0]), "train_loss"))
+        curves.append(Curve(f"{m}: denoising loss (Alg. 1)", [float(e) for e in range(1, len(mean) + 1)],
+                            {"train loss": mean}, xlabel="epoch", ylabel="MSE", logy=True,
+                            bands={"train loss": band}))
     return curves
+
+
+EXPERIMENT = Experiment(
+    name="classifier_free_guidance", arms=arms, setup=_setup, shared=_shared, per_seed=_per_seed, job=_job,
+    curves=_curves,
+)
