@@ -8,8 +8,12 @@ Pages:
 
 * ``catalogue/index.md``: every entry in one filterable table;
 * ``catalogue/<family>.md``: one page per family (titles from :data:`zoo.spec.FAMILY_TITLES`);
-* ``papers/<id>.md``: one page per paper (claims, verdicts, plot, provenance, usage, API);
+* ``papers/<id>.md``: one page per paper: its claims at a glance, each claim in full (superseded
+  ones struck through), the verdict history from git (:mod:`zoo.history`), plot, provenance,
+  usage, API;
 * ``status.md``: what ``python -m zoo.status`` reports;
+* ``reading-a-verdict.md``: how a verdict is decided (the rules, preconditions, superseded claims,
+  current and stale), linked from every claims table;
 * ``assets/plots/<id>.png``: each recorded plot, copied from ``reproductions/<id>/plot.png``.
 
 Output is deterministic: entries in id order, nothing depends on the clock, and every text taken
@@ -25,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.catalogue import Entry, load_all
-from zoo.results import Metrics, Provenance, ResultsError, Verdicts, read_json_model
-from zoo.spec import FAMILY_TITLES, Family
+from zoo.catalogue import Entry, load_all, repo_root
+from zoo.results import Metrics, Provenance, ResultsError, Verdicts, read_json_model, student_t_quantile
+from zoo.spec import FAMILY_TITLES, MIN_SEEDS_STUDENT_T, Claim, Family
 
 __all__ = [
     "catalogue_page",
@@ -40,12 +44,22 @@ __all__ = [
     "paper_page",
     "paper_path",
     "plot_path",
+    "reading_page",
+    "recorded_versions",
     "status_page",
+    "verdict_badge",
 ]
 
 PAPERS = "papers"
 CATALOGUE = "catalogue"
 PLOTS = "assets/plots"
+READING = "reading-a-verdict.md"
+
+#: Every verdict a claim can have, in the order they are counted and explained.
+VERDICTS = ("verified", "refuted", "inconclusive", "untestable")
+#: Verdict rule -> its section on the Reading-a-verdict page.
+RULE_ANCHORS = {"student_t": "student-t", "interval": "interval", "every_seed": "every-seed"}
+SMALL_SCALE = ("yes", "partial", "no")
 
 # Characters that Markdown or the enabled extensions would read as markup, written as numeric
 # character references instead (a backslash escape does not work for all of them: `$` and `|`).
@@ -134,6 +148,122 @@ def _fmt_signed(x: float) -> str:
     return "nan" if math.isnan(x) else f"{x:+.4g}"
 
 
+def fmt_interval(mean: float, low: float, high: float) -> str:
+    """``+0.48 [+0.21, +0.75]``: mean and interval, to the decimals that give the half-width two digits."""
+    h = (high - low) / 2 if all(math.isfinite(x) for x in (low, high)) else math.nan
+    digits = min(6, max(0, 1 - math.floor(math.log10(h)))) if math.isfinite(h) and h > 0 else None
+
+    def f(x: float) -> str:
+        if math.isnan(x):
+            return "nan"
+        return f"{x:+.{digits}f}" if digits is not None and math.isfinite(x) else f"{x:+.4g}"
+
+    return f"{f(mean)} [{f(low)}, {f(high)}]"
+
+
+# ----------------------------------------------------------------------------- verdicts as shown
+def _num(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One condition's recorded outcome as a page shows it, read leniently from a verdict dict.
+
+    The same shape serves the current ``verdicts.json`` (a validated :class:`zoo.results.ClaimVerdict`,
+    dumped) and a version from the git history (a raw dict, possibly of an older schema).
+    """
+
+    verdict: str
+    condition: str
+    rule: str
+    n: int
+    mean: float
+    sem: float
+    low: float
+    high: float
+    per_seed: tuple[float, ...]
+    requires: tuple["Shown", ...] = ()
+    registered: dict[str, Any] | None = None
+    source: str | None = None  # None: the current record; else where in the history it comes from
+
+    @classmethod
+    def of(cls, raw: Any, source: str | None = None) -> "Shown":
+        d = raw.model_dump(mode="python") if hasattr(raw, "model_dump") else raw if isinstance(raw, dict) else {}
+        per_seed = d.get("per_seed") or []
+        try:
+            n = int(d.get("n", len(per_seed)))
+        except (TypeError, ValueError):
+            n = len(per_seed)
+        reqs = d.get("requires") or []
+        return cls(
+            verdict=str(d.get("verdict", "unknown")),
+            condition=str(d.get("condition", "")),
+            rule=str(d.get("rule", "")),
+            n=n,
+            mean=_num(d.get("mean")),
+            sem=_num(d.get("sem")),
+            low=_num(d.get("low")),
+            high=_num(d.get("high")),
+            per_seed=tuple(_num(x) for x in per_seed) if isinstance(per_seed, list) else (),
+            requires=tuple(cls.of(q) for q in reqs if isinstance(q, dict) or hasattr(q, "model_dump")),
+            registered=d.get("registered") if isinstance(d.get("registered"), dict) else None,
+            source=source,
+        )
+
+    @property
+    def value(self) -> str:
+        return fmt_interval(self.mean, self.low, self.high)
+
+    def failed(self) -> list["Shown"]:
+        """The preconditions that were not verified (why a verdict is ``untestable``)."""
+        return [q for q in self.requires if q.verdict != "verified"]
+
+
+def _short(commit: str) -> str:
+    return commit[:7] if re.fullmatch(r"[0-9a-f]{8,40}", commit) else commit
+
+
+def recorded_versions(entry_id: str) -> list[Any]:
+    """Every recorded version of ``reproductions/<id>/verdicts.json``, oldest first ([] outside git).
+
+    :func:`zoo.history.recorded_versions` on the repository root; its own module, imported on use,
+    so a test can stub this function.
+    """
+    from zoo.history import recorded_versions as versions
+
+    return list(versions(entry_id, repo_root()))
+
+
+@dataclass(frozen=True)
+class History:
+    """A paper's verdict history, read once per page (``error``: why it could not be read)."""
+
+    versions: tuple[Any, ...] = ()
+    error: str | None = None
+
+    def last(self, claim_id: str) -> Shown | None:
+        """The claim's verdict in the newest version that records it."""
+        for v in reversed(self.versions):
+            raw = (v.verdicts or {}).get(claim_id)
+            if raw is not None:
+                where = "the uncommitted record" if v.commit == "working tree" else f"commit {_short(v.commit)}"
+                return Shown.of(raw, source=f"{where} ({v.date[:10]})" if v.date else where)
+        return None
+
+
+def read_history(entry: Entry) -> History:
+    if entry.spec.reproduction is None:
+        return History()
+    try:
+        return History(tuple(recorded_versions(entry.id)))
+    except Exception as e:  # noqa: BLE001 (git missing or a broken old record: the page says so, the site builds)
+        return History(error=f"{type(e).__name__}: {e}")
+
+
 # ----------------------------------------------------------------------------- recorded results
 @dataclass
 class Recorded:
@@ -169,14 +299,32 @@ def read_recorded(entry: Entry) -> Recorded:
 
 
 # ----------------------------------------------------------------------------- badges and links
-def _badge(kind: str, label: str, extra: str = "") -> str:
-    return f'<span class="zoo-badge zoo-badge--{_attr(kind)}">{html.escape(label)}{extra}</span>'
+def _badge(kind: str, label: str, extra: str = "", *, classes: str = "", title: str | None = None) -> str:
+    cls = f"zoo-badge zoo-badge--{_attr(kind)}" + (f" {classes}" if classes else "")
+    tip = f' title="{_esc(" ".join(title.split()))}"' if title else ""
+    return f'<span class="{cls}"{tip}>{html.escape(label)}{extra}</span>'
 
 
 def _verdict_summary(counts: dict[str, int]) -> str:
-    order = ("verified", "refuted", "inconclusive")
-    keys = [k for k in order if k in counts] + sorted(k for k in counts if k not in order)
+    keys = [k for k in VERDICTS if k in counts] + sorted(k for k in counts if k not in VERDICTS)
     return ", ".join(f"{counts[k]} {k}" for k in keys)
+
+
+def _verdict_totals(counts: list[dict[str, int]]) -> str:
+    """``**12 recorded verdicts**: 7 verified, 2 refuted, 2 inconclusive, 1 untestable.``, summed over entries."""
+    total: dict[str, int] = {}
+    for c in counts:
+        for k, n in c.items():
+            total[k] = total.get(k, 0) + n
+    for k in VERDICTS:
+        total.setdefault(k, 0)
+    n = sum(total.values())
+    return f"**{n} recorded verdict{'s' if n != 1 else ''}**: {_verdict_summary(total)}."
+
+
+def scale_badge(level: str, how: str | None = None) -> str:
+    """The small-scale level (yes / partial / no) as a badge; ``how`` becomes its tooltip."""
+    return _badge(f"scale-{level}", level, classes="zoo-scale", title=how)
 
 
 def status_badge(entry: Entry, counts: dict[str, int] | None = None) -> str:
@@ -192,8 +340,9 @@ def status_badge(entry: Entry, counts: dict[str, int] | None = None) -> str:
     return _badge(status, status)
 
 
-def verdict_badge(verdict: str) -> str:
-    return _badge(verdict, verdict)
+def verdict_badge(verdict: str, *, compact: bool = False, title: str | None = None, changed: bool = False) -> str:
+    classes = "zoo-verdict" + (" zoo-badge--compact" if compact else "") + (" zoo-changed" if changed else "")
+    return _badge(verdict, verdict, classes=classes, title=title)
 
 
 def _rel_link(from_path: str, to_path: str) -> str:
@@ -229,6 +378,7 @@ def nav(entries: dict[str, Entry] | None = None) -> list[Any]:
         {"Home": "index.md"},
         {"Catalogue": [f"{CATALOGUE}/index.md", *fams]},
         {"Status": "status.md"},
+        {"Reading a verdict": READING},
         {"Reference": "reference.md"},
     ]
 
@@ -236,12 +386,18 @@ def nav(entries: dict[str, Entry] | None = None) -> list[Any]:
 # ----------------------------------------------------------------------------- catalogue pages
 _FILTER = """\
 <div class="zoo-filter" data-search-exclude markdown="0">
-<input type="search" id="zoo-filter" placeholder="Filter by title, id, family, kind or status…" aria-label="Filter the catalogue" autocomplete="off">
+<input type="search" id="zoo-filter" placeholder="Filter by title, id, family, kind, status or verdict…" aria-label="Filter the catalogue" autocomplete="off">
 <select id="zoo-filter-status" aria-label="Filter by status">
 <option value="">any status</option>
 <option value="reproduced">reproduced</option>
 <option value="implemented">implemented</option>
 <option value="catalogued">catalogued</option>
+</select>
+<select id="zoo-filter-scale" aria-label="Filter by small-scale level">
+<option value="">any small scale</option>
+<option value="yes">small scale: yes</option>
+<option value="partial">small scale: partial</option>
+<option value="no">small scale: no</option>
 </select>
 <span id="zoo-filter-count" class="zoo-filter__count"></span>
 </div>
@@ -255,13 +411,15 @@ def _entry_row(from_path: str, e: Entry, *, family: bool, summary: bool) -> str:
         cells.append(_family_link(from_path, s.family.value))
     cells.append(html.escape(s.kind.value))
     cells.append(status_badge(e))
+    cells.append(scale_badge(s.small_scale.level, s.small_scale.how))
     if summary:
         cells.append(md_text(s.summary))
     return "| " + " | ".join(cells) + " |"
 
 
 def _entry_table(from_path: str, entries: list[Entry], *, family: bool, summary: bool, table_id: str) -> str:
-    head = ["Paper", *(["Family"] if family else []), "Kind", "Status", *(["Summary"] if summary else [])]
+    head = ["Paper", *(["Family"] if family else []), "Kind", "Status", "Small scale"]
+    head += ["Summary"] if summary else []
     lines = [
         f'<div class="zoo-catalogue" id="{table_id}" markdown>',
         "",
@@ -288,6 +446,23 @@ def _counts_line(entries: list[Entry]) -> str:
     return f"**{len(entries)} entries**: " + ", ".join(parts) + "."
 
 
+def _recorded_counts(entries: list[Entry]) -> list[dict[str, int]]:
+    out = []
+    for e in entries:
+        if e.status != "reproduced":
+            continue
+        try:
+            out.append(e.verdict_counts())
+        except (OSError, ValueError):  # its row says "results unreadable"
+            continue
+    return out
+
+
+def _scale_line(entries: list[Entry]) -> str:
+    c = {k: sum(1 for e in entries if e.spec.small_scale.level == k) for k in SMALL_SCALE}
+    return "**At small scale**: " + ", ".join(f"{c[k]} {scale_badge(k)}" for k in SMALL_SCALE) + "."
+
+
 def catalogue_page(entries: dict[str, Entry]) -> str:
     path = f"{CATALOGUE}/index.md"
     es = list(entries.values())
@@ -302,7 +477,9 @@ def catalogue_page(entries: dict[str, Entry]) -> str:
             "",
             _counts_line(es) + " A paper is *catalogued* when we have written its spec, *implemented* when the "
             "zoo has code for it, and *reproduced* when a recorded run of its scaled-down experiment has "
-            "decided its claims (see [how to read a verdict](../index.md#reading-a-verdict)).",
+            f"decided its claims (see [how to read a verdict]({_rel_link(path, READING)})).",
+            "",
+            _verdict_totals(_recorded_counts(es)) + " " + _scale_line(es),
             "",
             "**Families:** " + " · ".join(fam_items),
             "",
@@ -340,39 +517,230 @@ def _links_section(e: Entry) -> list[str]:
     return out
 
 
-def _claim_section(e: Entry, claim: Any, rec: Recorded) -> list[str]:
-    c = claim.condition
-    rule = claim.verdict_rule
-    rule_s = "every seed" if rule.rule == "every_seed" else f"interval: mean ± {rule.k:g}·sem"
+def _claim_link(claim_id: str) -> str:
+    return f"[{md_text(claim_id)}](#claim-{claim_id})"  # claim ids are snake_case: a safe anchor
+
+
+def _rule_link(here: str, claim: Claim, text: str | None = None) -> str:
+    """The rule, linked to its section of the Reading-a-verdict page."""
+    anchor = RULE_ANCHORS.get(claim.verdict_rule.rule, "")
+    return f"[{md_text(text or claim.verdict_rule.describe())}]({_rel_link(here, READING)}#{anchor})"
+
+
+def _note(text: str) -> str:
+    return f'<br><span class="zoo-note">{text}</span>'
+
+
+def _precondition(q: Shown) -> str:
+    return f"precondition {_code(q.condition)} {html.escape(q.verdict)}: {md_text(q.value)}"
+
+
+def _superseded_note(claim: Claim, lead: str = "superseded by") -> str:
+    sup = claim.superseded
+    assert sup is not None
+    return f"{lead} {_claim_link(sup.by)}: {md_text(sup.reason)}"
+
+
+def _nowrap(text: str) -> str:
+    return f'<span class="zoo-nowrap">{text}</span>'
+
+
+def claim_verdicts(e: Entry, rec: Recorded, hist: History) -> dict[str, Shown | None]:
+    """Claim id -> the verdict its page shows.
+
+    An active claim: the current record's. A superseded one, which runs no longer decide: the
+    newest version of the history that records it (else the current record, if it still does).
+    """
+    out: dict[str, Shown | None] = {}
+    current = rec.verdicts.claims if rec.verdicts is not None else {}
+    for claim in e.spec.claims:
+        if claim.active:
+            out[claim.id] = Shown.of(current[claim.id]) if claim.id in current else None
+        else:
+            last = hist.last(claim.id)
+            if last is None and claim.id in current:
+                last = Shown.of(current[claim.id], source="the current record")
+            out[claim.id] = last
+    return out
+
+
+def _claims_table(e: Entry, rec: Recorded, shown: dict[str, Shown | None]) -> list[str]:
+    """The one-glance table at the top of a reproduced paper's page: one row per claim."""
+    here = paper_path(e.id)
     lines = [
-        f"### {md_text(claim.id)} {{ #claim-{claim.id} }}",
+        "## Verdicts at a glance",
         "",
-        '<div class="zoo-kv" markdown>',
+        '<div class="zoo-claims" markdown>',
+        "",
+        "| Claim | Verdict | Mean [interval] | n | Rule |",
+        "|---|---|---|---|---|",
+    ]
+    for claim in e.spec.claims:
+        v = shown.get(claim.id)
+        name = _claim_link(claim.id)
+        if not claim.active:
+            name = f"<del>{name}</del>" + _note(_superseded_note(claim))
+        if v is None:
+            missing = (
+                "no verdict in the history" if not claim.active
+                else "results unreadable" if rec.verdicts is None else "not recorded yet"
+            )
+            lines.append(f"| {name} | {missing} | – | – | {_rule_link(here, claim)} |")
+            continue
+        verdict = verdict_badge(v.verdict)
+        if v.source is not None:
+            verdict += _note(f"last recorded, {md_text(v.source)}")
+        value = _nowrap(md_text(v.value))
+        if v.verdict == "untestable":
+            value += "".join(_note(_precondition(q)) for q in v.failed())
+        lines.append(f"| {name} | {verdict} | {value} | {v.n} | {_rule_link(here, claim, v.rule or None)} |")
+    lines += [
+        "",
+        "</div>",
+        "",
+        (
+            f"The interval is the rule's, around the mean over seeds of the tested quantity. How each verdict "
+            f"is decided: [Reading a verdict]({_rel_link(here, READING)}). Each claim in full is "
+            f"[below](#claims-and-verdicts)."
+        ),
+        "",
+    ]
+    return lines
+
+
+def _match_requires(claim: Claim, v: Shown | None) -> list[Shown | None]:
+    """The recorded result of each of the claim's preconditions, by condition (else by position)."""
+    if v is None:
+        return [None] * len(claim.requires)
+    by_text = {q.condition: q for q in v.requires}
+    out = []
+    for i, q in enumerate(claim.requires):
+        got = by_text.get(q.describe())
+        if got is None and len(v.requires) == len(claim.requires):
+            got = v.requires[i]
+        out.append(got)
+    return out
+
+
+def _claim_section(e: Entry, claim: Claim, v: Shown | None, rec: Recorded) -> list[str]:
+    here = paper_path(e.id)
+    c = claim.condition
+    attrs = f"#claim-{claim.id}" + ("" if claim.active else " .zoo-superseded")
+    lines = [
+        f"### {md_text(claim.id)} {{ {attrs} }}",
+        "",
+        f'<div class="zoo-kv{"" if claim.active else " zoo-superseded"}" markdown>',
         "",
         "| | |",
         "|---|---|",
+    ]
+    if not claim.active:
+        lines.append(f"| **Superseded** | {_superseded_note(claim, 'by')} |")
+    lines += [
         f"| **The paper reports** | {md_text(claim.paper)} |",
         f"| **We test** | {md_text(claim.statement)} |",
-        f"| **Condition** | {_code(c.describe())} ({html.escape(rule_s)}) |",
+        f"| **Condition** | {_code(c.describe())}, decided by the rule {_rule_link(here, claim)} |",
     ]
-    v = rec.verdicts.claims.get(claim.id) if rec.verdicts is not None else None
+    if claim.requires:
+        pre = []
+        for q, got in zip(claim.requires, _match_requires(claim, v), strict=True):
+            item = _code(q.describe())
+            if got is not None:
+                item += f" {verdict_badge(got.verdict)} {md_text(got.value)}"
+            pre.append(item)
+        lines.append(f"| **Preconditions** | {'<br>'.join(pre)} |")
     if v is None:
-        lines.append("| **Result** | not recorded yet |")
+        if claim.active:
+            why = "results unreadable" if rec.verdicts is None and rec.problems else "not recorded yet"
+            lines.append(f"| **Result** | {why} |")
+        else:
+            lines.append("| **Result** | no recorded verdict in the history |")
     else:
-        seeds = rec.metrics.seeds if rec.metrics is not None and len(rec.metrics.seeds) == v.n else None
+        current = v.source is None
+        seeds = rec.metrics.seeds if current and rec.metrics is not None and len(rec.metrics.seeds) == v.n else None
         per_seed = ", ".join(
             f"{s}: {_fmt(x)}" if seeds else _fmt(x) for s, x in zip(seeds or [None] * v.n, v.per_seed, strict=False)
         )
+        where = "" if current else f" (last recorded, {md_text(v.source or '')})"
+        lines.append(f"| **Verdict** | {verdict_badge(v.verdict)}{where} |")
+        if v.verdict == "untestable":
+            failed = "; ".join(_precondition(q) for q in v.failed()) or "a precondition was not verified"
+            lines.append(f"| **Untestable because** | {failed} |")
         lines += [
-            f"| **Verdict** | {verdict_badge(v.verdict)} |",
-            f"| **Measured** | {_fmt_signed(v.mean)} ± {_fmt(v.sem)} (mean ± sem, n = {v.n} seed{'s' if v.n != 1 else ''}) |",
-            f"| **Interval** | [{_fmt(v.low)}, {_fmt(v.high)}] ({html.escape(v.rule)}) |",
+            f"| **Measured** | {_fmt_signed(v.mean)} ± {_fmt(v.sem)} "
+            f"(mean ± sem, n = {v.n} seed{'s' if v.n != 1 else ''}) |",
+            f"| **{'Range' if claim.verdict_rule.rule == 'every_seed' else 'Interval'}** | {md_text(v.value)} "
+            f"({md_text(v.rule)}) |",
             f"| **Per seed** | {per_seed} |",
         ]
-        if v.condition != c.describe():
+        if v.registered is not None and v.registered != claim.registered():
+            lines.append(
+                "| **Note** | recorded under a registration (condition, preconditions or rule) other than the spec's; "
+                "`python -m zoo.status --check` fails on this |"
+            )
+        elif v.condition != c.describe():
             lines.append(
                 f"| **Note** | recorded under the condition {_code(v.condition)}; the spec has changed since the run |"
             )
+    lines += ["", "</div>", ""]
+    return lines
+
+
+def _history_section(e: Entry, hist: History) -> list[str]:
+    """Every recorded version of the entry's verdicts, newest first, one compact badge per claim."""
+    record = f"reproductions/{e.id}/verdicts.json"
+    lines = ["## Verdict history", ""]
+    if hist.error is not None:
+        warning = '!!! warning "The verdict history could not be read"'
+        return lines + [warning, "", f"    {md_text_code(hist.error)}", ""]
+    vs = list(hist.versions)
+    if not vs:
+        why = "not a git checkout, or not committed yet"
+        return lines + [f"No version of {_code(record)} is in the git history ({why}).", ""]
+    if len(vs) == 1:
+        lines.append(f"Only one version of {_code(record)} has been recorded so far.")
+    else:
+        lines.append(
+            f"{len(vs)} recorded versions of {_code(record)}, newest first: each row is a commit that changed it, "
+            "with the device and the code of its run. An outlined verdict differs from the one in the version "
+            "below it."
+        )
+    lines.append("")
+    spec_ids = [c.id for c in e.spec.claims]
+    extra = sorted({k for v in vs for k in (v.verdicts or {})} - set(spec_ids))
+    claims = {c.id: c for c in e.spec.claims}
+    head = []
+    for cid in spec_ids + extra:
+        if cid not in claims:
+            head.append(f"{md_text(cid)} (not in the spec)")
+        elif claims[cid].active:
+            head.append(_claim_link(cid))
+        else:
+            head.append(f"<del>{_claim_link(cid)}</del>")
+    lines += [
+        '<div class="zoo-history" markdown>',
+        "",
+        "| Recorded in | Date | Device | Run from | " + " | ".join(head) + " |",
+        "|---|---|---|---|" + "---|" * len(head),
+    ]
+    for i in range(len(vs) - 1, -1, -1):
+        v, older = vs[i], (vs[i - 1] if i > 0 else None)
+        commit = "working tree (uncommitted)" if v.commit == "working tree" else _code(_short(v.commit))
+        if i == len(vs) - 1:
+            commit += _note("latest")
+        run = _code(_short(v.run_commit)) + (" + uncommitted changes" if v.run_dirty else "")
+        cells = [commit, _nowrap(md_text(v.date)) if v.date else "–", md_text(v.device) or "–", run]
+        for cid in spec_ids + extra:
+            raw = (v.verdicts or {}).get(cid)
+            if raw is None:
+                cells.append("–")
+                continue
+            s = Shown.of(raw)
+            before = (older.verdicts or {}).get(cid) if older is not None else None
+            changed = isinstance(before, dict) and str(before.get("verdict")) != s.verdict
+            tip = f"{cid}: {s.verdict}, {s.value}"
+            cells.append(verdict_badge(s.verdict, compact=True, title=tip, changed=changed))
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "</div>", ""]
     return lines
 
@@ -513,6 +881,8 @@ def paper_page(e: Entry, entries: dict[str, Entry], owners: dict[str, str] | Non
     here = paper_path(e.id)
     owners = owners if owners is not None else api_owners(entries)
     rec = read_recorded(e)
+    hist = read_history(e)
+    shown = claim_verdicts(e, rec, hist)
     out = [
         _front_matter(s.title, " ".join(s.summary.split())[:300]),
         f"# {md_text(s.title)}",
@@ -528,13 +898,17 @@ def paper_page(e: Entry, entries: dict[str, Entry], owners: dict[str, str] | Non
         "",
         f"    {md_text(s.summary)}",
         "",
+    ]
+    if s.claims and e.status == "reproduced":
+        out += _claims_table(e, rec, shown)
+    out += [
         "## Central claim",
         "",
         md_text(s.central_claim),
         "",
         "## At small scale",
         "",
-        md_text(f"{s.small_scale.level}: {s.small_scale.how}"),
+        f"{scale_badge(s.small_scale.level)} {md_text(s.small_scale.how)}",
         "",
     ]
     links = _links_section(e)
@@ -553,7 +927,8 @@ def paper_page(e: Entry, entries: dict[str, Entry], owners: dict[str, str] | Non
                 "",
                 (
                     f"    Each claim below is decided by a recorded full run, which is not in "
-                    f"`reproductions/{e.id}/` yet. Run {_code('python -m zoo.reproduce ' + e.id)} to record it."
+                    f"`reproductions/{e.id}/` yet. Run {_code(f'python -m zoo.reproduce {e.id} --record')} "
+                    "to record it."
                 ),
                 "",
             ]
@@ -565,10 +940,12 @@ def paper_page(e: Entry, entries: dict[str, Entry], owners: dict[str, str] | Non
                 "",
             ]
         for claim in s.claims:
-            out += _claim_section(e, claim, rec)
+            out += _claim_section(e, claim, shown[claim.id], rec)
         if not s.claims:
             out += ["This entry states no machine-checked claims.", ""]
         out += _metrics_table(rec, e)
+        if s.claims and (hist.versions or hist.error or e.status == "reproduced"):
+            out += _history_section(e, hist)
         out += ["## The experiment", "", "Arms:", ""]
         out += [f"- {_code(a)}{' *(baseline)*' if a in r.baselines else ''}: {md_text(d)}" for a, d in r.arms.items()]
         out += ["", "Metrics:", ""]
@@ -586,8 +963,10 @@ def paper_page(e: Entry, entries: dict[str, Entry], owners: dict[str, str] | Non
             "## Reproduce it",
             "",
             _fence(
-                f'pip install -e .\npython -m zoo.reproduce {e.id}          # the full run, recorded in reproductions/{e.id}/\n'
-                f"python -m zoo.reproduce {e.id} --quick  # a short check, written under runs/{e.id}/ (never recorded)",
+                f"pip install -e .\n"
+                f"python -m zoo.reproduce {e.id}           # the full run (under runs/), compared with the record\n"
+                f"python -m zoo.reproduce {e.id} --record  # the same, recorded in reproductions/{e.id}/ (clean tree)\n"
+                f"python -m zoo.reproduce {e.id} --quick   # a short check, under runs/{e.id}/quick/ (never recorded)",
                 "bash",
             ),
         ]
@@ -647,7 +1026,9 @@ def status_page(entries: dict[str, Entry]) -> str:
             "when something changed since; `python -m zoo.status --check` fails on any problem listed here."
         ),
         "",
-        f"**{len(rows)} entries**: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ".",
+        f"**{len(rows)} entries**: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ". "
+        + _verdict_totals([r.verdicts for r in rows if r.verdicts])
+        + f" ([Reading a verdict]({_rel_link(path, READING)}))",
         "",
     ]
     if shown:
@@ -676,6 +1057,139 @@ def status_page(entries: dict[str, Entry]) -> str:
     return "\n".join(out)
 
 
+# ----------------------------------------------------------------------------- reading a verdict
+def _coverage(k: float, n: int) -> float:
+    """The true confidence of ``mean ± k·sem`` over ``n`` normal seeds: P(|T_{n-1}| <= k)."""
+    lo, hi = 0.5, 1.0 - 1e-12
+    for _ in range(50):  # invert the public quantile function by bisection
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if student_t_quantile(mid, n - 1) < k else (lo, mid)
+    return 2 * (lo + hi) / 2 - 1
+
+
+_T = "t<sub>(1+c)/2,&nbsp;n−1</sub>"
+
+
+def reading_page() -> str:
+    """The Reading-a-verdict page: the rules, preconditions, superseded claims, current and stale."""
+    badges = {v: verdict_badge(v) for v in VERDICTS}
+    quantiles = [
+        f"| {n} | {student_t_quantile(0.975, n - 1):.3f} | {100 * _coverage(2.0, n):.1f}% |" for n in (3, 5, 10, 30)
+    ]
+    return "\n".join(
+        [
+            _front_matter(
+                "Reading a verdict",
+                "How a recorded run decides a claim: the Student-t, interval and every-seed rules, preconditions, "
+                "superseded claims, current and stale results.",
+            ),
+            "# Reading a verdict",
+            "",
+            "Each claim on a paper's page is a **condition** over the metrics of a scaled-down experiment, "
+            "written in the spec before any run: a metric, or the paired difference of two arms seed by seed "
+            "(for example `pdp_u90.test_acc − gmp_u90.test_acc >= 0`), compared with a threshold by `>=`, "
+            "`<=`, or `within` (inside the band *threshold ± tolerance*). The experiment runs once per seed, "
+            "which gives *n* values of the tested quantity, with mean *m* and standard error of the mean "
+            "*s* = sd/√*n*. The claim's **verdict rule** turns them into one of four verdicts:",
+            "",
+            "| Verdict | Meaning |",
+            "|---|---|",
+            f"| {badges['verified']} | the rule's interval lies entirely where the condition holds |",
+            f"| {badges['refuted']} | it lies entirely where the condition fails |",
+            f"| {badges['inconclusive']} | it straddles the threshold (for `within`: an edge of the band) |",
+            f"| {badges['untestable']} | a [precondition](#untestable) of the claim was not verified, so the "
+            "test says nothing |",
+            "",
+            "The claims table at the top of a paper's page shows each verdict with *m* and the rule's "
+            "interval, `+0.48 [+0.10, +0.86]`, and *n*; the claim's own section below it adds the standard "
+            "error and every seed's value. A tested value that is not a number on some seed (a diverged run) "
+            "makes the verdict inconclusive.",
+            "",
+            "## Student-t interval { #student-t }",
+            "",
+            "The default rule for every claim registered now. The interval is",
+            "",
+            f"<p class=\"zoo-formula\"><i>m</i> ± {_T}·<i>s</i></p>",
+            "",
+            "the two-sided Student-t confidence interval for the mean at confidence *c* (0.95 unless the "
+            "claim states another), with *n* − 1 degrees of freedom. Where it lies relative to the threshold "
+            "decides the verdict, as in the table above. With seeds that are independent and roughly normal, "
+            "a claim whose true mean sits exactly on the threshold comes out verified in at most "
+            "(1 − *c*)/2 of runs: 2.5% at *c* = 0.95. The rule needs at least "
+            f"{MIN_SEEDS_STUDENT_T} seeds (the spec refuses fewer): with fewer the interval is too wide to "
+            "decide much.",
+            "",
+            "## Interval: mean ± k·sem { #interval }",
+            "",
+            "The older rule, kept for the claims registered with it (a rule never changes once a verdict is "
+            "recorded): the same decision with the fixed interval *m* ± *k*·*s*, *k* = 2 unless stated. "
+            "Its confidence is not the 95% that ±2·sem suggests: that holds only for many seeds. Over *n* "
+            "seeds the true confidence of ±*k*·sem is P(|T<sub>n−1</sub>| ≤ *k*), and the Student-t rule "
+            "widens the interval to keep 95%:",
+            "",
+            "| Seeds *n* | Student-t 95% half-width, in sem (t<sub>0.975,&nbsp;n−1</sub>) "
+            "| True confidence of ±2·sem |",
+            "|---|---|---|",
+            *quantiles,
+            "",
+            "So an *interval* verdict over 3 or 5 seeds is weaker evidence than it looks: a true mean on the "
+            "threshold is verified far more often than 2.5% of the time.",
+            "",
+            "## Every seed { #every-seed }",
+            "",
+            "Verified when the condition holds for every seed, refuted when it holds for none, inconclusive "
+            "otherwise. No interval is computed: the bracket shown is the range of the seeds, [min, max].",
+            "",
+            "## Preconditions and untestable { #untestable }",
+            "",
+            "A claim may list **preconditions** (`requires`): conditions without which its test would mean "
+            "nothing, such as the baseline lying below the ceiling a gain is measured against (a method "
+            "cannot beat a baseline that is already at 100%). Each is decided by the claim's own rule on the "
+            f"same run. Unless every precondition is verified, the verdict is {badges['untestable']}, whatever "
+            "the claim's own condition gives; the page names the precondition that was not verified, with its "
+            "verdict and value. An untestable claim is neither support for the paper nor evidence against it: the "
+            "scaled-down setting failed to set up the comparison.",
+            "",
+            "## Superseded claims and the append-only rule { #superseded }",
+            "",
+            "Once a verdict is recorded, a claim's **condition, preconditions and rule never change**. A claim "
+            "that turns out to be badly posed is not edited: a new claim, with a new id, replaces it, and the "
+            "old one is marked *superseded*, naming its successor and saying why in one sentence. Runs no "
+            "longer decide a superseded claim; its paper's page keeps it, <del>struck through</del>, with the "
+            "last verdict recorded for it in the git history. `python -m zoo.status --check` proves the rule "
+            "from git: it fails unless every claim that ever received a verdict still has the condition, "
+            "preconditions and rule it had when its first verdict was recorded and is still in the spec, and "
+            "unless the current record ran from a clean commit whose spec already held every claim it decided, "
+            "as it is now.",
+            "",
+            "## Verdict history { #history }",
+            "",
+            "Each reproduced paper's page lists every recorded version of its `verdicts.json`, newest first: "
+            "one row per commit that changed it, with the device and the code commit of that run, and one "
+            "badge per claim. A re-run after a fix is a new row; an outlined badge is a verdict that changed "
+            "from the version before.",
+            "",
+            "## Current and stale { #current-and-stale }",
+            "",
+            "DVC binds each recorded result to what produced it: `dvc.lock` holds the hash of every input of "
+            "the entry's stage (its spec, its code, its data) and of every recorded output. A result is "
+            "**current** when all of them still hash as recorded. It is **stale** when one changed since the "
+            "run, say the experiment's code: its verdicts are still those the run recorded, but that run no "
+            "longer provably comes from what is in the repository. Recording a new run "
+            "(`python -m zoo.reproduce ID --record`, which rewrites the record and its entry of `dvc.lock`) "
+            "makes it current again. The [status page](status.md) lists every entry's state, and "
+            "`python -m zoo.status --check` fails on a stale one.",
+            "",
+            "## What a verdict does not say { #limits }",
+            "",
+            "An inconclusive verdict is not a failure of the zoo: at this scale and with these seeds, the data "
+            "do not decide the claim. A refuted claim is one that the scaled-down experiment contradicts; by "
+            "itself it says nothing about the paper's full-scale results.",
+            "",
+        ]
+    )
+
+
 # ----------------------------------------------------------------------------- everything
 def generate(entries: dict[str, Entry] | None = None) -> dict[str, str | bytes]:
     """Every generated file, docs-relative path -> text (Markdown) or bytes (images)."""
@@ -691,4 +1205,5 @@ def generate(entries: dict[str, Entry] | None = None) -> dict[str, str | bytes]:
         if e.spec.reproduction is not None and plot.is_file():
             files[plot_path(eid)] = plot.read_bytes()
     files["status.md"] = status_page(entries)
+    files[READING] = reading_page()
     return files

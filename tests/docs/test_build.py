@@ -76,7 +76,7 @@ def test_titles_are_escaped(zoo_root, docs_need) -> None:  # type: ignore[no-unt
         "listings": ["000"],
         "summary": "A summary long enough for the schema, with a | pipe, a <b>tag</b> and $x$ inside it.",
         "central_claim": "Claims *something* | with markup.",
-        "small_scale": {"level": "no", "how": "Not at small scale."},
+        "small_scale": {"level": "no", "how": "Not at small scale: " + NASTY},
         "related": ["adam", "missing_entry"],
     }
     zoo_root("\n".join(f"{k}: {json.dumps(v)}" for k, v in spec.items()) + "\n", name="nasty")
@@ -103,7 +103,14 @@ def test_titles_are_escaped(zoo_root, docs_need) -> None:  # type: ignore[no-unt
         assert NASTY in texts, f"{name}: title not rendered literally in:\n{out[:3000]}"
     catalogue = md.reset().convert(pages["catalogue"])
     assert catalogue.count("<tr>") == 1 + 2  # header + two entries: the `|` did not split a row
-    assert catalogue.count("<td>") == 2 * 4
+    assert catalogue.count("<td>") == 2 * 5  # paper, family, kind, status, small scale
+    # The small-scale level is a badge, its `how` the badge's tooltip, both literal.
+    tips = [html.unescape(t) for t in re.findall(r'zoo-badge--scale-no zoo-scale" title="([^"]*)"', catalogue)]
+    assert tips == ["Not at small scale: " + NASTY]
+    paper = md.reset().convert(pages["paper"])
+    scale = paper.split("At small scale</h2>")[1].split("<h2")[0]
+    assert "zoo-badge--scale-no" in scale
+    assert "Not at small scale: " + NASTY in html.unescape(re.sub(r"<[^>]+>", "", scale))
 
 
 def _record(root: Path, entry_id: str, plot: bytes | None = b"\x89PNG fake") -> dict:

@@ -1,8 +1,9 @@
 """The built documentation site in a real browser: Debian's headless Chromium driven by Playwright.
 
 The site is built with ``mkdocs build --strict`` (the session fixture ``site``), served on a free
-localhost port, and checked the way a reader uses it: the catalogue lists every entry and filters,
-the search box finds PDP, and the PDP page shows its verdicts and its plot. Screenshots go to
+localhost port, and checked the way a reader uses it: the catalogue lists every entry and filters
+(by text, status and small-scale level), the search box finds PDP, and the PDP page shows its
+claims table (linked to each claim and to Reading a verdict), its verdicts, history and plot. Screenshots go to
 ``test-artifacts/`` (gitignored).
 
 Without Chromium (``apt-get install chromium``) or Playwright these tests skip, except under
@@ -14,7 +15,9 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import math
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +123,22 @@ def test_catalogue_lists_every_entry(page, base_url: str, capsys: pytest.Capture
     assert page.locator("#zoo-catalogue tbody tr:visible").count() == n_cat
     page.locator("#zoo-filter-status").select_option("")
     assert page.locator("#zoo-catalogue tbody tr:visible").count() == n
+
+    # The small-scale filter keeps exactly the entries of that level, and combines with the status one.
+    entries = load_all().values()
+    for level in ("yes", "partial", "no"):
+        page.locator("#zoo-filter-scale").select_option(level)
+        want = sum(1 for e in entries if e.spec.small_scale.level == level)
+        assert page.locator("#zoo-catalogue tbody tr:visible").count() == want, level
+        assert count.inner_text() == f"{want} of {n} entries"
+    page.locator("#zoo-filter-scale").select_option("yes")
+    page.locator("#zoo-filter-status").select_option("reproduced")
+    want = sum(1 for e in entries if e.spec.small_scale.level == "yes" and e.status == "reproduced")
+    assert page.locator("#zoo-catalogue tbody tr:visible").count() == want
+    _screenshot(page, "catalogue-scale-filter", capsys)
+    page.locator("#zoo-filter-status").select_option("")
+    page.locator("#zoo-filter-scale").select_option("")
+    assert page.locator("#zoo-catalogue tbody tr:visible").count() == n
     _screenshot(page, "catalogue", capsys)
 
 
@@ -147,8 +166,41 @@ def test_pdp_page_shows_verdicts_and_plot(page, base_url: str, capsys: pytest.Ca
     for claim in entry.spec.claims:
         heading = article.locator(f"h3#claim-{claim.id}")
         assert heading.count() == 1, f"no section for claim {claim.id}"
-    shown = article.locator(".zoo-badge--verified, .zoo-badge--refuted, .zoo-badge--inconclusive").all_inner_texts()
-    assert shown == [recorded[c.id]["verdict"] for c in entry.spec.claims if c.id in recorded]
+    # Each claim's own section shows its recorded verdict.
+    for claim in entry.spec.claims:
+        if claim.active and claim.id in recorded:
+            row = article.locator(f"h3#claim-{claim.id} + div.zoo-kv tr:has(td:first-child strong:text-is('Verdict'))")
+            assert row.locator(".zoo-verdict").all_inner_texts() == [recorded[claim.id]["verdict"]], claim.id
+
+    # The claims table, above the central claim: one row per claim, its verdict and its interval.
+    table = article.locator(".zoo-claims table")
+    assert table.count() == 1
+    assert table.bounding_box()["y"] < article.locator("h2#central-claim").bounding_box()["y"]
+    rows = table.locator("tbody tr")
+    assert rows.count() == len(entry.spec.claims)
+    for i, claim in enumerate(entry.spec.claims):
+        row = rows.nth(i)
+        assert row.locator(f"a[href='#claim-{claim.id}']").count() == 1, claim.id
+        if claim.active and claim.id in recorded:
+            v = recorded[claim.id]
+            assert row.locator(".zoo-verdict").first.inner_text() == v["verdict"], claim.id
+            cells = row.locator("td").all_inner_texts()
+            assert cells[3] == str(v["n"]), cells
+            m = re.match(r"^(\S+) \[(\S+), (\S+)\]", cells[2])
+            assert m, f"{claim.id}: no `mean [low, high]` in {cells[2]!r}"
+            for shown, key in zip(m.groups(), ("mean", "low", "high")):
+                assert math.isclose(float(shown), v[key], rel_tol=1e-2, abs_tol=1e-2), (claim.id, key, shown)
+        if not claim.active:
+            assert row.locator("del a").count() == 1 and "superseded by" in row.inner_text(), claim.id
+    table.scroll_into_view_if_needed()
+    _screenshot(page, "pdp-claims", capsys)
+    first = entry.spec.claims[0].id
+    rows.first.locator(f"a[href='#claim-{first}']").click()
+    page.wait_for_url(f"**#claim-{first}")
+    assert article.locator(f"h3#claim-{first}").is_visible()
+
+    history = article.locator(".zoo-history tbody tr")
+    assert history.count() >= 1, "no verdict history"
     text = article.inner_text()
     assert "mean ± sem" in text and "Per seed" in text
     img = article.locator("img.zoo-plot")
@@ -158,3 +210,11 @@ def test_pdp_page_shows_verdicts_and_plot(page, base_url: str, capsys: pytest.Ca
     assert img.evaluate("img => img.naturalWidth") > 0
     assert "python -m zoo.reproduce pdp_pruning" in text
     _screenshot(page, "pdp", capsys, full_page=True)
+
+    # The claims table links to Reading a verdict, and each rule to its section there.
+    page.locator(".zoo-claims + p a", has_text="Reading a verdict").click()
+    page.wait_for_url("**/reading-a-verdict/")
+    assert page.locator("article h1").first.inner_text().startswith("Reading a verdict")
+    for anchor in ("student-t", "interval", "every-seed", "untestable", "superseded", "current-and-stale"):
+        assert page.locator(f"article h2#{anchor}").count() == 1, anchor
+    _screenshot(page, "reading-a-verdict", capsys, full_page=True)
