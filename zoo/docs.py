@@ -995,7 +995,7 @@ def status_page(entries: dict[str, Entry]) -> str:
 
     path = "status.md"
     try:
-        rows = zstatus.collect()
+        rows = zstatus.collect(history=True)
     except zstatus.LockError as e:  # the site still builds, and says what `zoo.status` would say
         return "\n".join(
             [
