@@ -68,6 +68,7 @@ def test_startup_bench_writes_a_complete_record(tmp_path: Path, capsys: pytest.C
     assert set(rows) == {"python -c pass", "python -m zoo.catalogue", "python -m zoo.status"}
     for r in rows.values():
         assert len(r["times_s"]) == 1 and r["median_s"] == r["min_s"] == r["times_s"][0] > 0
+        assert 0 < r["median_cpu_s"]
     assert rows["python -m zoo.status"]["budget_s"] == STARTUP_BUDGET_S and rows["python -c pass"]["budget_s"] is None
     assert "python -m zoo.catalogue" in capsys.readouterr().out
 
