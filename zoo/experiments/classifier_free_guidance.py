@@ -373,7 +373,7 @@ def _curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
             real = table.metric(f"{d}_real", metric)[0]
             series[f"{d} real data"] = [real] * len(weights)
             style[f"{d} real data"] = f"C{j}--"
-        curves.append(Curve(f"{title} (mean, min-max over {n} seeds)", list(weights), series,
+        curves.append(Curve(f"{title} ({n} seeds)", list(weights), series,
                             xlabel="guidance weight w", ylabel=ylabel, bands=bands, style=style))
     for m, _, _ in models(cfg):
         mean, band = mean_band(table.series(arm_name(m, weights[0]), "train_loss"))
