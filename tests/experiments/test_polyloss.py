@@ -1,70 +1,173 @@
-"""The PolyLoss experiment: quick budget end to end, determinism, and the vectorised arms."""
+"""The PolyLoss experiment on the harness: each arm's loss reaches training, fair arms, determinism.
+
+The wiring tests spy on the loss function the experiment calls, so an experiment that trained every
+arm with plain cross-entropy, flipped an epsilon, or gave arms different initial weights or batch
+orders fails here, whatever its accuracy.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from typing import Any
 
+import pytest
 import torch
 
+import zoo.experiments.polyloss as exp
+from zoo import harness
 from zoo.catalogue import get, repo_root
-from zoo.experiment import RunContext
-from zoo.experiments.polyloss import _arm_losses, _StackedMLP, run
-from zoo.losses.polyloss import poly1_cross_entropy
-from zoo.training import MLP
+from zoo.experiments.polyloss import EXPERIMENT, arm_epsilons
+from zoo.harness import Env, JobRecord, Table
+from zoo.reproduce import main
+
+ID = "polyloss"
+# What each arm is, independently of the config: the claims are about these epsilons.
+EXPECTED_EPS = {"ce": 0.0, "poly1": 2.0, "poly1_eps1": 1.0, "poly1_neg": -1.0}
 
 
-def _quick() -> tuple[dict, list[int]]:
-    r = get("polyloss").spec.reproduction
+def _spec_cfg(quick: bool = False) -> tuple[dict[str, Any], list[int]]:
+    r = get(ID).spec.reproduction
     assert r is not None
-    return {**r.config, **r.quick.config}, list(r.quick.seeds or r.seeds)
+    cfg, seeds = dict(r.config), list(r.seeds)
+    if quick:
+        cfg.update(r.quick.config)
+        seeds = list(r.quick.seeds or seeds)
+    return cfg, seeds
 
 
-def test_quick_run_produces_every_declared_metric() -> None:
-    spec = get("polyloss").spec
-    cfg, seeds = _quick()
-    ctx = RunContext(device="cpu", seeds=seeds, data_dir=repo_root() / "data", quick=True)
-    res = run(cfg, ctx)
+def _env() -> Env:
+    return Env("cpu", repo_root() / "data", quick=True)
+
+
+def test_arm_table_gives_each_arm_its_epsilon() -> None:
+    """The config's arm table, the arm descriptions and the claims' epsilons agree."""
+    spec = get(ID).spec
+    cfg, _ = _spec_cfg()
+    assert arm_epsilons(cfg) == EXPECTED_EPS
+    assert list(EXPERIMENT.arms(cfg)) == list(spec.reproduction.arms) == list(EXPECTED_EPS)
+    for arm, text in spec.reproduction.arms.items():
+        said = re.search(r"epsilon = (-?\d+(?:\.\d+)?)", text)
+        assert said is not None, (arm, text)
+        assert float(said.group(1)) == EXPECTED_EPS[arm], (arm, text)
+
+
+class _Spy:
+    """Wraps the experiment's job and its loss function: which epsilon, which batches, which init."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, scale: float = 1.0) -> None:
+        self.current: tuple[str, int] | None = None
+        self.eps: dict[tuple[str, int], list[float]] = {}
+        self.targets: dict[tuple[str, int], list[torch.Tensor]] = {}
+        self.init: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+        self.models: dict[tuple[str, int], torch.nn.Module] = {}
+        real_loss, real_job, real_mlp = exp.poly1_cross_entropy, EXPERIMENT.job, exp.MLP
+
+        def loss(logits: torch.Tensor, y: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
+            eps = kw.get("epsilon", args[0] if args else 1.0)  # poly1_cross_entropy's default is 1
+            self.eps[self.current].append(float(eps))
+            self.targets[self.current].append(y.clone())
+            return scale * real_loss(logits, y, *args, **kw)
+
+        def mlp(*args: Any, **kw: Any) -> torch.nn.Module:
+            model = real_mlp(*args, **kw)
+            self.init[self.current] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.models[self.current] = model
+            return model
+
+        def job(cfg: dict[str, Any], arm: str, seed: int, ctx: Any) -> Any:
+            self.current = (arm, seed)
+            self.eps[self.current], self.targets[self.current] = [], []
+            return real_job(cfg, arm, seed, ctx)
+
+        monkeypatch.setattr(exp, "poly1_cross_entropy", loss)
+        monkeypatch.setattr(exp, "MLP", mlp)
+        monkeypatch.setattr(EXPERIMENT, "job", job)
+
+
+def _one_epoch_cfg(**over: Any) -> dict[str, Any]:
+    cfg, _ = _spec_cfg()
+    return {**cfg, "epochs": 1, **over}
+
+
+def test_each_arm_trains_with_its_epsilon_from_the_same_init_and_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = _Spy(monkeypatch)
+    cfg = _one_epoch_cfg()
+    seeds = [0, 1]
+    res = harness.run(EXPERIMENT, cfg, seeds, _env(), workers=1)
+    steps = math.ceil(exp._setup(cfg, _env()).n_train / cfg["batch_size"])
+    for arm, eps in EXPECTED_EPS.items():
+        for seed in seeds:
+            # Every optimizer step of the arm went through Poly-1 at the arm's epsilon.
+            assert spy.eps[(arm, seed)] == [eps] * steps, (arm, seed)
+    for seed in seeds:
+        ref = ("ce", seed)
+        for arm in EXPECTED_EPS:
+            # Fair arms: the seed's initial weights and batch order, whatever the arm.
+            for k, v in spy.init[(arm, seed)].items():
+                assert torch.equal(v, spy.init[ref][k]), (arm, seed, k)
+            assert all(torch.equal(a, b) for a, b in zip(spy.targets[(arm, seed)], spy.targets[ref], strict=True))
+    # ... and the seeds are different draws.
+    assert not torch.equal(spy.init[("ce", 0)]["0.weight"], spy.init[("ce", 1)]["0.weight"])
+    assert not torch.equal(spy.targets[("ce", 0)][0], spy.targets[("ce", 1)][0])
+    # After one epoch from the same start, every arm's weights and training P_t differ from every other's.
+    for seed in seeds:
+        finals = {a: torch.cat([p.detach().flatten() for p in spy.models[(a, seed)].parameters()])
+                  for a in EXPECTED_EPS}
+        arms = list(EXPECTED_EPS)
+        for i, a in enumerate(arms):
+            for b in arms[i + 1:]:
+                assert not torch.allclose(finals[a], finals[b]), (a, b, seed)
+    pts = {a: res.metrics[a]["train_pt"][0] for a in EXPECTED_EPS}
+    assert len(set(pts.values())) == len(pts), pts
+
+
+def test_the_loss_the_experiment_computes_is_the_one_it_trains(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the spied loss scaled to zero (and no weight decay) no arm moves: training uses that loss."""
+    spy = _Spy(monkeypatch, scale=0.0)
+    harness.run(EXPERIMENT, _one_epoch_cfg(weight_decay=0.0), [0], _env(), workers=1)
+    for arm in EXPECTED_EPS:
+        assert spy.eps[(arm, 0)], arm
+        for k, v in spy.models[(arm, 0)].state_dict().items():
+            assert torch.equal(v, spy.init[(arm, 0)][k]), (arm, k)
+
+
+def test_curves_are_per_epoch_mean_and_band_over_seeds() -> None:
+    cfg = {"arms": {"ce": 0.0, "poly1": 2.0}, "epochs": 3}
+    acc = {("ce", 0): [10.0, 20.0, 30.0], ("ce", 1): [12.0, 16.0, 50.0],
+           ("poly1", 0): [1.0, 2.0, 3.0], ("poly1", 1): [3.0, 4.0, 5.0]}
+    records = [JobRecord(a, s, {}, {"test_acc": v, "train_pt": [x / 100 for x in v]}) for (a, s), v in acc.items()]
+    curves = EXPERIMENT.curves(cfg, Table([0, 1], records))
+    assert [c.x for c in curves] == [[1.0, 2.0, 3.0]] * 2
+    acc_panel, pt_panel = curves
+    assert acc_panel.series["ce (eps=0)"] == pytest.approx([11.0, 18.0, 40.0])
+    assert acc_panel.bands["ce (eps=0)"] == ([10.0, 16.0, 30.0], [12.0, 20.0, 50.0])
+    assert acc_panel.series["poly1 (eps=2)"] == pytest.approx([2.0, 3.0, 4.0])
+    assert pt_panel.series["poly1 (eps=2)"] == pytest.approx([0.02, 0.03, 0.04])
+
+
+def test_quick_run_is_identical_for_one_and_two_workers(tmp_path, capsys) -> None:
+    spec = get(ID).spec
+    cfg, seeds = _spec_cfg(quick=True)
+    out = {}
+    for w in (1, 2):
+        assert main([ID, "--quick", "--no-progress", "--workers", str(w), "--out", str(tmp_path / f"w{w}")]) == 0
+        out[w] = {f: json.loads((tmp_path / f"w{w}" / f).read_text())
+                  for f in ("jobs.json", "metrics.json", "curves.json")}
+    assert "quick budget" in capsys.readouterr().out
+    assert out[1] == out[2]
+    jobs = out[1]["jobs.json"]
+    assert [(j["arm"], j["seed"]) for j in jobs] == [(a, s) for s in seeds for a in EXPECTED_EPS]
+    metrics = out[1]["metrics.json"]["arms"]
     for arm in spec.reproduction.arms:
         for metric in spec.reproduction.metrics:
-            values = res.metrics[arm][metric]
-            assert len(values) == len(seeds), (arm, metric)
-            assert all(math.isfinite(v) for v in values), (arm, metric, values)
-    assert 0.0 <= res.metrics["ce"]["test_acc"][0] <= 100.0
-    assert 0.0 < res.metrics["ce"]["train_pt"][0] < 1.0
-    assert len(res.curves) == 2
-    for curve in res.curves:
-        assert len(curve.series) == len(spec.reproduction.arms)
-        assert all(len(v) == cfg["epochs"] == len(curve.x) for v in curve.series.values())
-    # Same seed, same numbers.
-    assert run(cfg, ctx).metrics == res.metrics
-
-
-def test_stacked_arms_train_like_separate_models() -> None:
-    """One stacked model with per-arm epsilon == separate MLPs each trained on its own Poly-1."""
-    torch.manual_seed(0)
-    base = MLP(6, [8], 3).double()
-    eps = [0.0, 2.0, -1.0]
-    stacked = _StackedMLP(base, len(eps))
-    singles = [MLP(6, [8], 3).double() for _ in eps]
-    for m in singles:
-        m.load_state_dict(base.state_dict())
-    kw = dict(lr=0.1, momentum=0.9, weight_decay=1e-3)
-    opt = torch.optim.SGD(stacked.parameters(), foreach=True, **kw)
-    opts = [torch.optim.SGD(m.parameters(), **kw) for m in singles]
-    g = torch.Generator().manual_seed(1)
-    for _ in range(5):
-        x = torch.randn(10, 6, generator=g, dtype=torch.float64)
-        y = torch.randint(0, 3, (10,), generator=g)
-        opt.zero_grad()
-        _arm_losses(stacked(x), y, torch.tensor(eps, dtype=torch.float64)).sum().backward()
-        opt.step()
-        for m, o, e in zip(singles, opts, eps):
-            o.zero_grad()
-            poly1_cross_entropy(m(x), y, epsilon=e).backward()
-            o.step()
-    x = torch.randn(4, 6, generator=g, dtype=torch.float64)
-    out = stacked(x)
-    for i, m in enumerate(singles):
-        torch.testing.assert_close(out[i], m(x))
-    # The arms really did diverge: epsilon changes training.
-    assert not torch.allclose(out[0], out[1])
+            values = metrics[arm][metric]
+            assert len(values) == len(seeds) and all(math.isfinite(v) for v in values), (arm, metric, values)
+        assert 0.0 <= metrics[arm]["test_acc"][0] <= 100.0
+        assert 0.0 < metrics[arm]["train_pt"][0] < 1.0
+    curves = out[1]["curves.json"]
+    assert len(curves) == 2
+    for c in curves:
+        assert len(c["series"]) == len(EXPECTED_EPS)
+        assert all(len(v) == cfg["epochs"] == len(c["x"]) for v in c["series"].values())

@@ -1,9 +1,11 @@
 """Saxe et al. (ICLR 2014): simulated deep linear nets follow the exact mode dynamics.
 
-Per seed we draw a teacher ``Sigma31 = U diag(s) V^T`` with random orthonormal singular vectors and
-the configured singular values, and whitened inputs ``X`` (``X^T X / n = I``) with targets
-``y = Sigma31 x``. Three arms train a linear network by full-batch gradient descent on
-``1/2 mean ||y - W x||^2`` (a small step approximates gradient flow with ``tau = 1``, time = steps x lr):
+Per seed (the harness's per-seed stage, shared by that seed's arms) we draw a teacher
+``Sigma31 = U diag(s) V^T`` with random orthonormal singular vectors and the configured singular
+values, whitened inputs ``X`` (``X^T X / n = I``) with targets ``y = Sigma31 x``, and every arm's
+initial weights. One harness job trains one arm's linear network on one seed by full-batch gradient
+descent on ``1/2 mean ||y - W x||^2`` (a small step approximates gradient flow with ``tau = 1``,
+time = steps x lr) and compares its mode strengths ``u_a^T W v_a`` with the theory of its depth:
 
 * ``two_layer_random``: one hidden layer, small i.i.d. Gaussian initial weights; compared with the
   sigmoid ``u(t)`` using each mode's linearised initial strength ``|(W1 v + W2^T u)/2|^2``;
@@ -12,10 +14,12 @@ the configured singular values, and whitened inputs ``X`` (``X^T X / n = I``) wi
 * ``three_layer_decoupled``: two hidden layers, decoupled balanced weights of strength
   ``u0_deep``; compared with the depth-3 mode ODE ``tau du/dt = 3 u^{4/3} (s - u)``.
 
-All seeds of an arm train at once, as independent copies of one :class:`DeepLinearNet`.
-Metrics per arm and seed: the worst mode's R^2 of the simulated strength trajectory against the
-theory, the worst relative error of the time to half-learn a mode, and the log-log slope of that
-time against ``s`` over the modes (theory: about -1, learning time ~ 1/s).
+Every arm of a seed learns the same teacher from the same data with the same step; it trains until
+``horizon`` times the analytic time for its slowest mode to reach ``0.99 s``, and its metrics use
+that window only. Metrics per arm and seed: the worst mode's R^2 of the simulated strength
+trajectory against the theory, the worst relative error of the time to half-learn a mode, and the
+log-log slope of that (simulated) time against ``s`` over the modes (theory: about -1, learning
+time ~ 1/s). Series: the trajectory (``curve_points`` samples), simulated and analytic half-times.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from typing import Any
 
 import torch
 
-from zoo.experiment import Curve, RunContext, RunResult, seed_values
+from zoo.experiment import Curve
+from zoo.harness import Env, Experiment, JobContext, JobOutput, Table, mean_band
 from zoo.theory.deep_linear import (
     DeepLinearNet,
     decoupled_init,
@@ -37,7 +42,10 @@ from zoo.theory.deep_linear import (
     teacher_correlation,
     whitened_inputs,
 )
-from zoo.training import TensorData, seed_everything, train
+from zoo.training import TensorData, train
+from zoo.training.seed import generator
+
+__all__ = ["EXPERIMENT", "ARMS"]
 
 ARMS = {
     # arm: (number of weight layers, initialisation)
@@ -49,8 +57,7 @@ DTYPE = torch.float64  # the dynamics start at strengths ~1e-6; double keeps rou
 
 
 def _squared_error_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    # 1/2 mean_p ||y - W x||^2 per copy (its gradient is the paper's flow with tau = 1/lr),
-    # summed over copies, which share no parameters.
+    # 1/2 mean_p ||y - W x||^2 (its gradient is the paper's flow with tau = 1/lr).
     return 0.5 * (model(x) - y).pow(2).sum(-1).mean(0).sum()
 
 
@@ -70,7 +77,7 @@ def _loglog_slope(s: torch.Tensor, t: torch.Tensor) -> float:
 
 def _problem(seed: int, cfg: dict[str, Any]) -> dict[str, Any]:
     """Teacher, whitened data and every arm's initial weights for one seed (all drawn on the CPU)."""
-    g = seed_everything(seed)
+    g = generator(seed)
     teacher = teacher_correlation(cfg["singular_values"], cfg["n_out"], cfg["n_in"], g, DTYPE)
     x = whitened_inputs(cfg["n_samples"], cfg["n_in"], g, DTYPE)
     h = cfg["hidden"]
@@ -88,114 +95,119 @@ def _problem(seed: int, cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _run_arm(
-    arm: str, problems: list[dict[str, Any]], seeds: list[int], cfg: dict[str, Any], ctx: RunContext
-) -> dict[str, torch.Tensor]:
-    """Train all seeds' copies of one arm at once.
 
-    Returns times ``t`` (T,), simulated and analytic strengths ``sim``, ``theory`` (T, seeds, modes),
-    per seed and mode the singular values ``s`` and analytic initial strengths ``u0``, and per seed
-    the end ``t_end`` of its evaluation window (all on the CPU).
-    """
+def _per_seed(cfg: dict[str, Any], seed: int, env: Env, setup: Any, shared: Any) -> dict[str, Any]:
+    """The seed's problem, shared by its arms: every arm learns the same teacher from the same data."""
+    return _problem(seed, cfg)
+
+
+def _initial_strength(arm: str, problem: dict[str, Any], cfg: dict[str, Any]) -> torch.Tensor:
+    """Per mode, the strength the theory of ``arm`` starts from."""
     depth, init = ARMS[arm]
-    dev = ctx.device
-
-    def stack(key: str) -> torch.Tensor:
-        return torch.stack([p[key] for p in problems]).to(dev)
-
-    U, V, s = stack("U"), stack("V"), stack("s")  # (C, n_out, m), (C, n_in, m), (C, m)
-    init_w = [torch.stack([p[arm][l] for p in problems]).to(dev) for l in range(depth)]
     if init == "random":
-        u0 = effective_initial_strength(init_w[0], init_w[1], U, V)
-    else:
-        u0 = torch.full_like(s, cfg["u0" if depth == 2 else "u0_deep"])
+        w1, w2 = problem[arm]
+        return effective_initial_strength(w1, w2, problem["U"], problem["V"])
+    return torch.full_like(problem["s"], float(cfg["u0" if depth == 2 else "u0_deep"]))
 
-    # Each seed's window: `horizon` times the analytic time for its slowest mode to reach 0.99 s.
-    # Its metrics use only its own window, so they do not depend on which other seeds run with it.
+
+def _theory(t: torch.Tensor, s: torch.Tensor, u0: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The analytic trajectory ``(T, modes)`` of a depth-``depth`` net and its half-learning times ``(modes,)``."""
+    return mode_strength_deep(t, s, u0, depth), learning_time(s, u0, 0.5 * s, depth=depth)
+
+
+def _simulate(arm: str, problem: dict[str, Any], cfg: dict[str, Any], seed: int, t_end: float,
+              device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train ``arm``'s net on the seed's problem up to time ``t_end``: times ``(T,)`` and strengths ``(T, modes)``."""
+    depth, _ = ARMS[arm]
     lr = float(cfg["lr"])
-    t_end = learning_time(s, u0, 0.99 * s, depth=depth).amax(-1).cpu() * float(cfg["horizon"])
-    steps = math.ceil(float(t_end.max()) / lr)
-
+    steps = math.ceil(t_end / lr)
+    U, V = problem["U"].to(device), problem["V"].to(device)
     sizes = [cfg["n_in"]] + [cfg["hidden"]] * (depth - 1) + [cfg["n_out"]]
-    model = DeepLinearNet(sizes, copies=len(problems), dtype=DTYPE, device=dev)
-    model.load_weights(init_w)
-    # Dataset layout (sample, copy, feature): a full batch indexes all samples of every copy.
-    x, y = stack("x").transpose(0, 1).contiguous(), stack("y").transpose(0, 1).contiguous()
+    model = DeepLinearNet(sizes, copies=1, dtype=DTYPE, device=device)
+    model.load_weights([w.unsqueeze(0).to(device) for w in problem[arm]])
+    # Dataset layout (sample, copy, feature) with one copy; a full batch is every sample.
+    x, y = problem["x"].unsqueeze(1).to(device), problem["y"].unsqueeze(1).to(device)
     data = TensorData(x, y, x, y, num_classes=0, name="whitened_teacher")
 
-    traj = torch.empty(steps + 1, *s.shape, dtype=DTYPE, device=dev)
+    traj = torch.empty(steps + 1, U.shape[-1], dtype=DTYPE, device=device)
     with torch.no_grad():
-        traj[0] = mode_strengths(model.end_to_end(), U, V)
+        traj[0] = mode_strengths(model.end_to_end()[0], U, V)
 
     def record(epoch: int, _hist: Any) -> None:
         with torch.no_grad():
-            traj[epoch] = mode_strengths(model.end_to_end(), U, V)
+            traj[epoch] = mode_strengths(model.end_to_end()[0], U, V)
 
-    bar = ctx.bar(total=steps, desc=arm)
-    train(
-        model, data, torch.optim.SGD(model.parameters(), lr=lr),
-        epochs=steps, batch_size=data.n_train, generator=seed_everything(seeds[0]),
-        loss=_squared_error_loss, eval_every=0, on_epoch=record, bar=bar,
-    )
-    bar.close()
-
-    t = torch.arange(steps + 1, dtype=DTYPE, device=dev) * lr
-    theory = torch.stack([mode_strength_deep(t, s[c], u0[c], depth) for c in range(len(problems))], 1)
-    return {"t": t.cpu(), "sim": traj.cpu(), "theory": theory.cpu(), "s": s.cpu(), "u0": u0.cpu(), "t_end": t_end}
+    train(model, data, torch.optim.SGD(model.parameters(), lr=lr), epochs=steps, batch_size=data.n_train,
+          generator=generator(seed), loss=_squared_error_loss, eval_every=0, on_epoch=record)
+    t = torch.arange(steps + 1, dtype=DTYPE, device=device) * lr
+    return t.cpu(), traj.cpu()
 
 
-def _metrics(res: dict[str, torch.Tensor], depth: int) -> list[dict[str, float]]:
-    """Per seed: worst-mode R^2, worst relative half-time error, log-log slope of half-time vs s."""
-    t, sim, theory, s, u0 = (res[k] for k in ("t", "sim", "theory", "s", "u0"))
-    t_half_sim = first_crossing_time(t, sim, 0.5 * s)  # (C, m)
-    t_half_th = learning_time(s, u0, 0.5 * s, depth=depth)
-    out = []
-    for c in range(s.shape[0]):
-        window = t <= res["t_end"][c]
-        out.append({
-            "r2_min": float(_r_squared(sim[window, c], theory[window, c]).min()),
-            "half_time_err": float(((t_half_sim[c] - t_half_th[c]).abs() / t_half_th[c]).max()),
-            "time_slope": _loglog_slope(s[c], t_half_sim[c]),
-        })
-    return out
+def _metrics(t: torch.Tensor, sim: torch.Tensor, theory: torch.Tensor, t_half_theory: torch.Tensor,
+             s: torch.Tensor, t_end: float) -> tuple[dict[str, float], torch.Tensor]:
+    """Worst-mode R^2 over the window ``t <= t_end``, worst relative half-time error, and the log-log
+    slope of the *simulated* half-time against ``s``; also returns the simulated half-times."""
+    t_half_sim = first_crossing_time(t, sim, 0.5 * s)  # (modes,)
+    window = t <= t_end
+    return {
+        "r2_min": float(_r_squared(sim[window], theory[window]).min()),
+        "half_time_err": float(((t_half_sim - t_half_theory).abs() / t_half_theory).max()),
+        "time_slope": _loglog_slope(s, t_half_sim),
+    }, t_half_sim
 
 
-def _trajectory_curve(arm: str, res: dict[str, torch.Tensor], points: int, seed: int) -> Curve:
-    """First seed: simulated (solid) and analytic (dashed) strength of every mode over time."""
-    idx = torch.linspace(0, len(res["t"]) - 1, min(points, len(res["t"]))).round().long().unique()
-    series, style = {}, {}
-    for i, sv in enumerate(res["s"][0].tolist()):
-        colour = f"C{i % 10}"
-        series[f"sim s={sv:.2f}"] = res["sim"][idx, 0, i].tolist()
-        series[f"theory s={sv:.2f}"] = res["theory"][idx, 0, i].tolist()
-        style[f"sim s={sv:.2f}"], style[f"theory s={sv:.2f}"] = f"{colour}-", f"{colour}--"
-    return Curve(
-        title=f"{arm}, seed {seed}: u(t) sim vs theory",
-        x=res["t"][idx].tolist(), series=series, xlabel="t / tau", ylabel="u = u_a^T W v_a", style=style,
-    )
+def _job(cfg: dict[str, Any], arm: str, seed: int, ctx: JobContext) -> JobOutput:
+    """One arm on one seed: its net trained on the seed's problem, against the theory of its depth."""
+    depth, _ = ARMS[arm]
+    problem = ctx.seed_state
+    s = problem["s"]
+    u0 = _initial_strength(arm, problem, cfg)
+    # The window: `horizon` times the analytic time for the slowest mode to reach 0.99 s.
+    t_end = float(learning_time(s, u0, 0.99 * s, depth=depth).max()) * float(cfg["horizon"])
+    t, sim = _simulate(arm, problem, cfg, seed, t_end, ctx.device)
+    theory, t_half_theory = _theory(t, s, u0, depth)
+    metrics, t_half_sim = _metrics(t, sim, theory, t_half_theory, s, t_end)
+    # The trajectory at `curve_points` evenly spaced steps, for the plot.
+    idx = torch.linspace(0, len(t) - 1, min(int(cfg["curve_points"]), len(t)), dtype=DTYPE).round().long().unique()
+    series = {"t": t[idx].tolist(), "s": s.tolist(), "u0": u0.tolist(),
+              "half_time_sim": t_half_sim.tolist(), "half_time_theory": t_half_theory.tolist()}
+    for i in range(len(s)):
+        series[f"sim_{i}"] = sim[idx, i].tolist()
+        series[f"theory_{i}"] = theory[idx, i].tolist()
+    return JobOutput(metrics=metrics, series=series)
 
 
-def run(cfg: dict[str, Any], ctx: RunContext) -> RunResult:
-    problems = [_problem(seed, cfg) for seed in ctx.seeds]
-    per_seed: list[dict[str, dict[str, float]]] = [{} for _ in ctx.seeds]
+def _curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
+    """Per arm, the first seed's trajectories (sim solid, theory dashed); then half-time vs s, seed means."""
+    arms = list(ARMS)
+    seed = table.seeds[0]
     curves: list[Curve] = []
-    half_x: list[float] = []
+    for arm in arms:
+        first = {name: table.series(arm, name)[0] for name in ("t", "s")}
+        series, style = {}, {}
+        for i, sv in enumerate(first["s"]):
+            colour = f"C{i % 10}"
+            series[f"sim s={sv:.2f}"] = table.series(arm, f"sim_{i}")[0]
+            series[f"theory s={sv:.2f}"] = table.series(arm, f"theory_{i}")[0]
+            style[f"sim s={sv:.2f}"], style[f"theory s={sv:.2f}"] = f"{colour}-", f"{colour}--"
+        curves.append(Curve(
+            title=f"{arm}, seed {seed}: u(t) sim vs theory",
+            x=first["t"], series=series, xlabel="t / tau", ylabel="u = u_a^T W v_a", style=style,
+        ))
+    # Half-learning time against s, mean over seeds per mode: simulated (markers) and analytic (line).
     half_series: dict[str, list[float]] = {}
     half_style: dict[str, str] = {}
-    for k, (arm, (depth, _)) in enumerate(ARMS.items()):
-        res = _run_arm(arm, problems, ctx.seeds, cfg, ctx)
-        for c, m in enumerate(_metrics(res, depth)):
-            per_seed[c][arm] = m
-        curves.append(_trajectory_curve(arm, res, int(cfg["curve_points"]), ctx.seeds[0]))
-        # Half-learning time against s, mean over seeds: simulated (markers) and analytic (line).
-        half_x = res["s"][0].tolist()
-        sim_half = first_crossing_time(res["t"], res["sim"], 0.5 * res["s"]).mean(0)
-        th_half = learning_time(res["s"], res["u0"], 0.5 * res["s"], depth=depth).mean(0)
-        half_series[f"{arm} sim"], half_style[f"{arm} sim"] = sim_half.tolist(), f"C{k}o"
-        half_series[f"{arm} theory"], half_style[f"{arm} theory"] = th_half.tolist(), f"C{k}-"
+    for k, arm in enumerate(arms):
+        half_series[f"{arm} sim"], _ = mean_band(table.series(arm, "half_time_sim"))
+        half_series[f"{arm} theory"], _ = mean_band(table.series(arm, "half_time_theory"))
+        half_style[f"{arm} sim"], half_style[f"{arm} theory"] = f"C{k}o", f"C{k}-"
     curves.append(Curve(
         title="time to half-learn vs s (seed mean)",
-        x=half_x, series=half_series, xlabel="singular value s", ylabel="t_1/2 / tau",
+        x=table.series(arms[0], "s")[0], series=half_series, xlabel="singular value s", ylabel="t_1/2 / tau",
         logx=True, logy=True, style=half_style,
     ))
-    return RunResult(metrics=seed_values(per_seed), curves=curves)
+    return curves
+
+
+EXPERIMENT = Experiment(name="deep_linear_exact_dynamics", arms=lambda cfg: list(ARMS),
+                        per_seed=_per_seed, job=_job, curves=_curves)

@@ -2,18 +2,20 @@
 
 The paper's classification claim: on ImageNet, Poly-1 cross-entropy with a positive leading
 perturbation (``epsilon = 2``) beats plain cross-entropy (+0.4 to +0.6 top-1 points), and the
-sign of the best ``epsilon`` depends on the task (``-1`` on COCO). Here one MLP per loss ("arm")
-is trained on MNIST-1D from the *same* initialisation and the *same* batch order within a seed,
-so each seed gives a paired comparison.
+sign of the best ``epsilon`` depends on the task (``-1`` on COCO).
 
-The arms train together, vectorised: a batched MLP holds every arm's weights stacked (one
-``baddbmm`` per layer), and one :func:`poly1_cross_entropy` call with a per-arm ``epsilon``
-tensor gives every arm's loss; the summed loss hands each arm exactly its own gradient since the
-parameters are disjoint. The cross-entropy arm is Poly-1 at ``epsilon = 0``, which adds an exact
-zero to cross-entropy's value and gradient.
+One harness job trains one MLP with one loss ("arm", an ``epsilon`` of the config's arm table) on
+one seed. The arms are fair: within a seed every arm starts from the same initialisation (the
+harness seeds each job by its seed alone, and the model is the first thing drawn), sees the same
+batch order (:func:`~zoo.training.seed.generator` of the seed) and trains with the same optimizer,
+budget and schedule: SGD with momentum and weight decay, a cosine learning rate over every step of
+``epochs`` epochs. They differ in the loss only: :func:`poly1_cross_entropy` at the arm's
+``epsilon``; the cross-entropy arm is Poly-1 at ``epsilon = 0``, which is ``F.cross_entropy`` bit
+for bit. Each seed thus gives a paired comparison.
 
 Metrics per arm and seed: final test accuracy, test NLL, and the mean probability of the true
-class (``P_t``) on the training and the test set.
+class (``P_t``) on the training and the test set. Series: test accuracy per epoch and the epoch's
+mean batch ``P_t`` during training (the plot's two panels, mean and min-max band over seeds).
 """
 
 from __future__ import annotations
@@ -24,146 +26,96 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.experiment import Curve, RunContext, RunResult, seed_values
+from zoo.experiment import Curve
+from zoo.harness import Env, Experiment, JobContext, JobOutput, Table, mean_band
 from zoo.losses.polyloss import poly1_cross_entropy
-from zoo.training import MLP, History, load_dataset, seed_everything, train
+from zoo.training import MLP, TensorData, load_dataset, train
+from zoo.training.seed import generator
 
-__all__ = ["run"]
-
-
-class _StackedMLP(nn.Module):
-    """``n`` copies of an :class:`~zoo.training.MLP`, evaluated at once; logits ``(n, N, C)``."""
-
-    def __init__(self, base: MLP, n: int) -> None:
-        super().__init__()
-        linears = [m for m in base if isinstance(m, nn.Linear)]
-        # Every copy starts from the base MLP's weights: arms differ only in their loss.
-        self.weights = nn.ParameterList(
-            nn.Parameter(lin.weight.detach().t().expand(n, -1, -1).clone()) for lin in linears
-        )
-        self.biases = nn.ParameterList(
-            nn.Parameter(lin.bias.detach().expand(n, 1, -1).clone()) for lin in linears
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.flatten(1).expand(self.weights[0].shape[0], -1, -1)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)
-            if i < last:
-                h = h.relu()
-        return h
+__all__ = ["EXPERIMENT", "arm_epsilons"]
 
 
-def _arm_losses(logits: torch.Tensor, y: torch.Tensor, epsilons: torch.Tensor) -> torch.Tensor:
-    """Per-arm mean Poly-1 loss, shape ``(arms,)``, from logits ``(arms, N, C)``."""
-    # Arms as a trailing "spatial" axis: input (N, C, arms), target (N, arms), epsilon (arms,).
-    per = poly1_cross_entropy(
-        logits.permute(1, 2, 0), y.unsqueeze(1).expand(-1, logits.shape[0]), epsilon=epsilons, reduction="none"
-    )
-    return per.mean(0)
+def arm_epsilons(cfg: dict[str, Any]) -> dict[str, float]:
+    """The config's arm table: arm name -> Poly-1 ``epsilon`` (0 is cross-entropy)."""
+    return {str(k): float(v) for k, v in cfg["arms"].items()}
 
 
 @torch.no_grad()
-def _measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per arm: accuracy (%), mean NLL and mean P_t on ``(x, y)``."""
+def _measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Accuracy (%), mean NLL and mean P_t on ``(x, y)``, in one pass (the sets are small)."""
     was_training = model.training
     model.eval()
-    logits = model(x)  # (A, N, C): the datasets are small enough for one pass
+    logp_t = model(x).log_softmax(-1)
     model.train(was_training)
-    logp_t = logits.log_softmax(-1).gather(-1, y.expand(logits.shape[0], -1).unsqueeze(-1)).squeeze(-1)
+    correct = logp_t.argmax(-1) == y
+    logp_t = logp_t.gather(-1, y.unsqueeze(-1)).squeeze(-1).double()
     return {
-        "acc": 100.0 * (logits.argmax(-1) == y).double().mean(-1),
-        "nll": -logp_t.double().mean(-1),
-        "pt": logp_t.exp().double().mean(-1),
+        "acc": 100.0 * float(correct.double().mean()),
+        "nll": float(-logp_t.mean()),
+        "pt": float(logp_t.exp().mean()),
     }
 
 
-def _summary(per_seed: list[list[float]]) -> tuple[list[float], list[float], list[float]]:
-    """Mean, min and max over seeds, per x."""
-    cols = list(zip(*per_seed))
-    return [sum(c) / len(c) for c in cols], [min(c) for c in cols], [max(c) for c in cols]
+def _setup(cfg: dict[str, Any], env: Env) -> TensorData:
+    return load_dataset(cfg["dataset"], env.data_dir, env.device, flatten=True)
 
 
-def run(cfg: dict[str, Any], ctx: RunContext) -> RunResult:
-    arms: dict[str, float] = {str(k): float(v) for k, v in cfg["arms"].items()}
-    names = list(arms)
-    eps = torch.tensor(list(arms.values()), device=ctx.device)
-    data = load_dataset(cfg["dataset"], ctx.data_dir, ctx.device, flatten=True)
+def _job(cfg: dict[str, Any], arm: str, seed: int, ctx: JobContext) -> JobOutput:
+    """One loss on one seed; the harness has seeded everything by ``seed``, so the init is the seed's."""
+    data: TensorData = ctx.setup
+    epsilon = arm_epsilons(cfg)[arm]
     epochs, batch_size = int(cfg["epochs"]), int(cfg["batch_size"])
     steps_per_epoch = math.ceil(data.n_train / batch_size)
+    # The first random draw of the job: the same initial weights for every arm of this seed.
+    model = MLP(data.input_shape[0], list(cfg["hidden"]), data.num_classes).to(ctx.device)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=float(cfg["lr"]), momentum=float(cfg["momentum"]),
+        weight_decay=float(cfg["weight_decay"]),
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    # The batch-mean P_t summed over the epoch, on the device: the training-confidence curve comes
+    # free from the forward passes the loop already makes.
+    pt_sum = torch.zeros((), device=ctx.device)
+    train_pt: list[float] = []
 
-    per_seed: list[dict[str, dict[str, float]]] = []
-    acc_curves: dict[str, list[list[float]]] = {a: [] for a in names}
-    pt_curves: dict[str, list[list[float]]] = {a: [] for a in names}
-    bar = ctx.bar(total=epochs * len(ctx.seeds), desc="polyloss")
-    for seed in ctx.seeds:
-        gen = seed_everything(seed)
-        base = MLP(data.input_shape[0], list(cfg["hidden"]), data.num_classes)
-        model = _StackedMLP(base, len(names)).to(ctx.device)
-        opt = torch.optim.SGD(
-            model.parameters(),
-            lr=float(cfg["lr"]),
-            momentum=float(cfg["momentum"]),
-            weight_decay=float(cfg["weight_decay"]),
-            foreach=True,
-        )
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-        # Each arm's batch-mean P_t summed over the epoch, on the device: the training-confidence
-        # curve comes free from the forward passes the loop already makes.
-        pt_sum = torch.zeros(len(names), device=ctx.device)
+    def loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        nonlocal pt_sum
+        logits = m(x)
+        with torch.no_grad():
+            pt_sum = pt_sum + logits.softmax(-1).gather(-1, y.unsqueeze(-1)).mean()
+        return poly1_cross_entropy(logits, y, epsilon=epsilon)
 
-        def loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            nonlocal pt_sum
-            logits = m(x)
-            with torch.no_grad():
-                p_t = logits.softmax(-1).gather(-1, y.expand(len(names), -1).unsqueeze(-1)).squeeze(-1)
-                pt_sum = pt_sum + p_t.mean(-1)
-            # Summed over arms, not averaged: each arm's parameters get its own loss's gradient.
-            return _arm_losses(logits, y, eps).sum()
+    def on_epoch(epoch: int, hist: Any) -> None:
+        nonlocal pt_sum
+        train_pt.append(float(pt_sum) / steps_per_epoch)
+        pt_sum = torch.zeros_like(pt_sum)
 
-        accs: list[list[float]] = []
-        pts: list[list[float]] = []
+    hist = train(model, data, opt, epochs=epochs, batch_size=batch_size, generator=generator(seed), loss=loss,
+                 scheduler=sched, eval_every=1, on_epoch=on_epoch)
+    test = _measure(model, data.x_test, data.y_test)
+    tr = _measure(model, data.x_train, data.y_train)
+    return JobOutput(
+        metrics={"test_acc": test["acc"], "test_nll": test["nll"], "test_pt": test["pt"], "train_pt": tr["pt"]},
+        series={"test_acc": hist.test_acc, "train_pt": train_pt},
+    )
 
-        def on_epoch(epoch: int, hist: History) -> None:
-            nonlocal pt_sum
-            accs.append(_measure(model, data.x_test, data.y_test)["acc"].tolist())
-            pts.append((pt_sum / steps_per_epoch).tolist())
-            pt_sum = torch.zeros_like(pt_sum)
 
-        # eval_every=0: the loop's own evaluation expects one logit matrix; on_epoch measures each arm.
-        train(
-            model, data, opt, epochs=epochs, batch_size=batch_size, generator=gen, loss=loss,
-            scheduler=sched, eval_every=0, on_epoch=on_epoch, bar=bar,
-        )
-        test = _measure(model, data.x_test, data.y_test)
-        tr = _measure(model, data.x_train, data.y_train)
-        per_seed.append(
-            {
-                a: {
-                    "test_acc": float(test["acc"][i]),
-                    "test_nll": float(test["nll"][i]),
-                    "test_pt": float(test["pt"][i]),
-                    "train_pt": float(tr["pt"][i]),
-                }
-                for i, a in enumerate(names)
-            }
-        )
-        for i, a in enumerate(names):
-            acc_curves[a].append([row[i] for row in accs])
-            pt_curves[a].append([row[i] for row in pts])
-    bar.close()
-
-    x = [float(e) for e in range(1, epochs + 1)]
+def _curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
+    """Per epoch, mean and min-max band over seeds: test accuracy and training P_t, one line per arm."""
+    eps = arm_epsilons(cfg)
+    x = [float(e) for e in range(1, int(cfg["epochs"]) + 1)]
     curves = []
-    for title, ylabel, per_arm in (
-        ("Test accuracy (mean, min-max over seeds)", "test accuracy (%)", acc_curves),
-        ("Training P_t (true-class probability)", "mean P_t over the epoch's batches", pt_curves),
+    for name, title, ylabel in (
+        ("test_acc", "Test accuracy (mean, min-max over seeds)", "test accuracy (%)"),
+        ("train_pt", "Training P_t (true-class probability)", "mean P_t over the epoch's batches"),
     ):
         series, bands = {}, {}
-        for a in names:
-            label = f"{a} (eps={arms[a]:g})"
-            mean, lo, hi = _summary(per_arm[a])
-            series[label], bands[label] = mean, (lo, hi)
+        for a in eps:
+            label = f"{a} (eps={eps[a]:g})"
+            series[label], bands[label] = mean_band(table.series(a, name))
         curves.append(Curve(title=title, x=x, series=series, bands=bands, xlabel="epoch", ylabel=ylabel))
-    return RunResult(metrics=seed_values(per_seed), curves=curves)
+    return curves
+
+
+EXPERIMENT = Experiment(name="polyloss", arms=lambda cfg: list(arm_epsilons(cfg)), setup=_setup, job=_job,
+                        curves=_curves)
