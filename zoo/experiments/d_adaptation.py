@@ -307,7 +307,7 @@ def _curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
             label = a if a != picks[fam] else f"{fam}_best (lr={table.metric(a, 'base_lr')[0]:g}, by validation)"
             series[label], bands[label] = mean_band(table.series(a, "test_acc"))
         curves.append(Curve(
-            title=f"MNIST-1D MLP, {title}: test accuracy (mean, min-max over {n} seeds)",
+            title=f"MLP, {title} arms: test accuracy (mean, min-max, {n} seeds)",
             x=[float(e) for e in range(1, epochs + 1)], series=series, bands=bands,
             xlabel="epoch", ylabel="test accuracy (%)",
         ))
@@ -325,7 +325,7 @@ def _curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
             series[f"{a} (lr=1), test"] = [_mean(table.metric(a, "test_acc"))] * len(lrs)
             style[f"{a} (lr=1), test"] = "--"
         curves.append(Curve(
-            title=f"{name}: final accuracy over the lr grid (mean over {n} seeds)",
+            title=f"{name} lr grid: final accuracy (mean, {n} seeds)",
             x=lrs, series=series, style=style, xlabel="learning rate", ylabel="accuracy (%)", logx=True,
         ))
 
