@@ -9,6 +9,7 @@ from zoo.catalogue import SpecError, load_spec
 from tests.conftest import REPO
 
 GOOD = (REPO / "specs" / "pdp_pruning.yaml").read_text()
+NEXT = len(yaml.safe_load(GOOD)["claims"])  # the index a claim appended to GOOD gets
 
 
 def _broken(zoo_root, mutate) -> SpecError:
@@ -109,18 +110,18 @@ def test_student_t_needs_five_seeds(zoo_root):
         r["claims"].append(_new_claim())
 
     err = _broken(zoo_root, mutate)
-    assert err.field == "claims.4.verdict_rule" and "at least 5 seeds" in err.message
+    assert err.field == f"claims.{NEXT}.verdict_rule" and "at least 5 seeds" in err.message
 
 
 def test_k_does_not_belong_to_student_t(zoo_root):
     err = _broken(zoo_root, lambda r: r["claims"].append(_new_claim(verdict_rule={"rule": "student_t", "k": 2})))
-    assert "claims.4.verdict_rule" in err.field and "confidence" in err.message
+    assert f"claims.{NEXT}.verdict_rule" in err.field and "confidence" in err.message
 
 
 def test_precondition_on_unknown_metric(zoo_root):
     req = [{"metric": "dense.top5", "op": "<=", "threshold": 99.0}]
     err = _broken(zoo_root, lambda r: r["claims"].append(_new_claim(requires=req)))
-    assert err.field == "claims.4.requires.0" and "'dense.top5' is not produced" in err.message
+    assert err.field == f"claims.{NEXT}.requires.0" and "'dense.top5' is not produced" in err.message
 
 
 def test_supersede_must_name_another_claim(zoo_root):

@@ -231,8 +231,10 @@ def _stage_job(exp: Experiment, cfg: dict[str, Any], env: Env, arm: str, seed: i
     out = exp.job(cfg, arm, seed, JobContext(env, setup, shared, state))
     if not isinstance(out, JobOutput):
         raise TypeError(f"{exp.name}: job({arm!r}, seed {seed}) returned {type(out).__name__}, not a JobOutput")
+    # Series feed plots only: six significant digits keep jobs.json small in git (metrics keep
+    # full precision). Rounded here, in the job, so a merged sweep sees exactly the same values.
     return JobRecord(arm, seed, {k: float(v) for k, v in out.metrics.items()},
-                     {k: [float(x) for x in v] for k, v in out.series.items()})
+                     {k: [float(f"{float(x):.6g}") for x in v] for k, v in out.series.items()})
 
 
 def _to_cpu(obj: Any) -> Any:

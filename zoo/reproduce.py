@@ -304,7 +304,9 @@ def result_files(entry: Entry, result: Any, prov: Provenance) -> dict[str, Any]:
         files["verdicts.json"] = evaluate_claims(entry.spec, metrics)
     files["provenance.json"] = prov
     files["curves.json"] = [dataclasses.asdict(c) for c in result.curves]
-    files["jobs.json"] = [dataclasses.asdict(j) for j in result.jobs]
+    # One job per line: compact, yet a diff still shows which job changed.
+    files["jobs.json"] = ("[\n" + ",\n".join(json.dumps(dataclasses.asdict(j), sort_keys=True, allow_nan=True)
+                                               for j in result.jobs) + "\n]\n").encode()
     files["plot.png"] = render_plot(entry, result.curves)
     return files
 
