@@ -101,8 +101,10 @@ def test_curves_aggregate_over_seeds(env):
     res = run(TOY, {}, [0, 1, 2], env, workers=1)
     vals = res.metrics["a"]["acc"]
     c = res.curves[0]
-    assert c.series["a"][0] == pytest.approx(sum(vals) / 3)
-    assert c.bands["a"] == ([min(vals), min(vals) + 1.0], [max(vals), max(vals) + 1.0])
+    assert c.series["a"][0] == pytest.approx(sum(vals) / 3, rel=1e-5)
+    lo, hi = c.bands["a"]
+    assert lo == pytest.approx([min(vals), min(vals) + 1.0], rel=1e-5)
+    assert hi == pytest.approx([max(vals), max(vals) + 1.0], rel=1e-5)
 
 
 def test_a_job_must_return_a_job_output(env):

@@ -9,7 +9,8 @@ import pytest
 from tests.conftest import REPO
 
 LIBRARY = ["optim", "losses", "pruning", "diffusion", "theory", "training"]
-REGISTRY = {"zoo.catalogue", "zoo.spec", "zoo.reproduce", "zoo.status", "zoo.results", "zoo.pipeline", "zoo.docs", "zoo.experiment"}
+REGISTRY = {"zoo.catalogue", "zoo.spec", "zoo.reproduce", "zoo.status", "zoo.results", "zoo.pipeline", "zoo.docs", "zoo.experiment",
+            "zoo.harness", "zoo.history"}
 
 
 def _imports(path) -> set[str]:

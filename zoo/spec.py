@@ -259,7 +259,7 @@ class Budget(_Strict):
 class Reproduction(_Strict):
     """How to run the scaled-down experiment."""
 
-    experiment: str = Field(description="`module:function` taking (cfg, ctx) and returning a RunResult")
+    experiment: str = Field(description="`module:NAME` of the experiment's `zoo.harness.Experiment`")
     config: dict[str, Any] = Field(description="Hydra config defaults: the full budget")
     seeds: list[int] = Field(min_length=1)
     quick: Budget = Field(description="overrides for `--quick`: seconds on a 2-core CPU")
