@@ -22,20 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from zoo.catalogue import Entry, repo_root
+from zoo.catalogue import Entry, load_yaml, repo_root
 from zoo.spec import Claim
 
 __all__ = ["RecordedVersion", "recorded_versions", "registration_problems", "is_git_checkout", "GitBlobs"]
 
 WORKING_TREE = "working tree"
-
-try:  # libyaml when present: an order of magnitude faster
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
-
 
 @dataclass(frozen=True)
 class RecordedVersion:
@@ -165,7 +157,7 @@ def _claims_at(blobs: GitBlobs, commit: str, entry_id: str) -> dict[str, Claim] 
     text = blobs.get(commit, f"specs/{entry_id}.yaml")
     if text is None:
         return None
-    raw = yaml.load(text, Loader=_Loader) or {}
+    raw = load_yaml(text) or {}
     out: dict[str, Claim] = {}
     for c in raw.get("claims") or []:
         try:

@@ -14,6 +14,7 @@ milliseconds without starting DVC; a test checks they agree with ``dvc status``.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -39,6 +40,12 @@ def _rel(p: Path) -> str:
 
 def _zoo_imports(path: Path) -> set[str]:
     """``zoo.*`` modules imported by a source file (absolute imports only, as the zoo uses)."""
+    return set(_zoo_imports_cached(path, path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=None)
+def _zoo_imports_cached(path: Path, mtime_ns: int) -> frozenset[str]:
+    # Keyed by mtime: `zoo.status` asks for every entry's closure twice, and a file edited since is parsed again.
     mods: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("zoo."):
@@ -46,7 +53,7 @@ def _zoo_imports(path: Path) -> set[str]:
             mods.update(f"{node.module}.{a.name}" for a in node.names)  # `from zoo.x import module`
         elif isinstance(node, ast.Import):
             mods.update(a.name for a in node.names if a.name.startswith("zoo."))
-    return mods
+    return frozenset(mods)
 
 
 def code_closure(modules: list[str]) -> set[Path]:

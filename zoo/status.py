@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from zoo.catalogue import Entry, SpecError, load_all, repo_root
+from zoo.catalogue import Entry, SpecError, load_all, load_yaml, repo_root
 from zoo.pipeline import RESULT_FILES, md5_path, render, stage_deps
 from zoo.results import Metrics, Provenance, ResultsError, Verdicts, evaluate_claims, read_json_model
 
@@ -58,7 +58,7 @@ def read_lock(root: Path | None = None) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
