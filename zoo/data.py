@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -85,9 +88,12 @@ def prepare(root: Path | None = None, names: list[str] | None = None) -> list[Pa
         build, desc = DATASETS[name]
         x_tr, y_tr, x_te, y_te = build()
         out = root / name
-        out.mkdir(parents=True, exist_ok=True)
+        # Built beside its place, then renamed in: a crash leaves no half-written dataset, and
+        # processes preparing at once (test workers, sweep jobs) never read one.
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
         for fname, arr in (("x_train", x_tr), ("y_train", y_tr), ("x_test", x_te), ("y_test", y_te)):
-            np.save(out / f"{fname}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+            np.save(tmp / f"{fname}.npy", np.ascontiguousarray(arr), allow_pickle=False)
         meta = {
             "name": name,
             "description": desc,
@@ -97,7 +103,18 @@ def prepare(root: Path | None = None, names: list[str] | None = None) -> list[Pa
             "dtype": str(x_tr.dtype),
             "classes": int(max(y_tr.max(), y_te.max()) + 1),
         }
-        (out / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        if out.exists():
+            old = root / f".{name}.old-{os.getpid()}"
+            try:
+                os.replace(out, old)
+            except OSError:
+                pass
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process renamed its identical build in first
+            shutil.rmtree(tmp, ignore_errors=True)
         written.append(out)
     return written
 
