@@ -143,3 +143,138 @@ def test_exact_guidance_on_two_overlapping_gaussians() -> None:
     assert agree_plain == pytest.approx(0.8413, abs=0.02)  # Phi(1)
     assert agree_guided > agree_plain + 0.1
     assert guided.std().item() < 0.9 * plain.std().item()
+
+
+# ------------------------------------------------------------------ guidance with closed-form denoisers
+
+
+class _GaussianOracle(nn.Module):
+    """Exact epsilon-predictors of x_0 ~ N(m_c, s^2) for each class c; the null token has mean m_null.
+
+    All share one variance, so (1 + w) eps_c - w eps_null is itself the exact predictor of
+    N((1 + w) m_c - w m_null, s^2) at every noise level: guided sampling must land on that Gaussian.
+    """
+
+    def __init__(self, means: list[float], null_mean: float, s: float, sched: DDPMScheduler, null_token: int) -> None:
+        super().__init__()
+        self.means = torch.tensor(means + [null_mean])
+        self.s, self.null_token = s, null_token
+        self.null_class = null_token  # what guided_noise_prediction reads when given no null_class
+        self.abar = sched.alphas_cumprod.float()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        a = self.abar[t][:, None]
+        idx = torch.where(c == self.null_token, torch.full_like(c, len(self.means) - 1), c)
+        m = self.means[idx][:, None]
+        return (1 - a).sqrt() * (x - a.sqrt() * m) / (a * self.s**2 + 1 - a)
+
+
+def _sample_gaussian_oracle(w: float, null_token: int | None = None, n: int = 20_000) -> torch.Tensor:
+    """Guided samples of class 0 (mean 1; class 1 has mean -2, the null token mean 0, s = 0.5).
+
+    ``null_token`` given: the oracle's null token is that index while its ``null_class`` attribute
+    names class 1, so only an explicit ``null_class=null_token`` reaches the unconditional model.
+    """
+    sched = DDPMScheduler(1000)
+    sched.set_timesteps(100)
+    oracle = _GaussianOracle([1.0, -2.0], 0.0, 0.5, sched, 2 if null_token is None else null_token)
+    if null_token is not None:
+        oracle.null_class = 1
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, generator=g)
+    c = torch.zeros(n, dtype=torch.long)
+    for t in sched.timesteps:
+        eps = guided_noise_prediction(oracle, x, int(t), c, w, null_class=null_token)
+        x = sched.step(eps, int(t), x, generator=g).prev_sample
+    return x[:, 0]
+
+
+@pytest.mark.parametrize("w", [0.0, 1.0, 2.0])
+def test_guided_sampling_lands_on_the_tilted_gaussian(w: float) -> None:
+    """Conditional mean 1, unconditional mean 0, s = 0.5: samples ~ N(1 + w, 0.25) in the paper's convention.
+
+    w = 0 is the conditional model (mean 1); the diffusers "scale" convention would give mean w,
+    a flipped sign 1 - w, and a sampler that drops w mean 1 for every w.
+    """
+    x = _sample_gaussian_oracle(w)
+    assert x.mean().item() == pytest.approx(1.0 + w, abs=0.03)
+    assert x.std().item() == pytest.approx(0.5, abs=0.03)
+
+
+class _Recorder(nn.Module):
+    """A stand-in denoiser that records the labels and timesteps it is called with."""
+
+    def __init__(self, null_class: int = 3) -> None:
+        super().__init__()
+        self.null_class = null_class
+        self.scale = nn.Parameter(torch.ones(()))
+        self.seen_c: list[torch.Tensor] = []
+        self.seen_t: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        self.seen_c.append(c.clone())
+        self.seen_t.append(t.clone())
+        return self.scale * x
+
+
+@pytest.mark.parametrize("p_uncond", [0.1, 0.3])
+def test_loss_drops_the_requested_fraction_of_labels_to_the_null_token(p_uncond: float) -> None:
+    model = _Recorder(null_class=3)
+    sched = DDPMScheduler(50)
+    c = torch.randint(0, 3, (40_000,), generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    classifier_free_guidance_loss(model, sched, torch.randn(40_000, 2), c, p_uncond=p_uncond, generator=g)
+    (seen,) = model.seen_c
+    dropped = seen == 3
+    assert float(dropped.float().mean()) == pytest.approx(p_uncond, abs=0.01)
+    assert torch.equal(seen[~dropped], c[~dropped])
+    # Dropout is independent of the class: every class loses about the same fraction.
+    for k in range(3):
+        assert float(dropped[c == k].float().mean()) == pytest.approx(p_uncond, abs=0.02)
+    # An explicit null_class reaches the model instead of model.null_class.
+    model = _Recorder(null_class=3)
+    classifier_free_guidance_loss(model, sched, torch.randn(1000, 2), c[:1000], p_uncond=1.0, null_class=7)
+    assert torch.all(model.seen_c[0] == 7)
+
+
+def test_guided_noise_prediction_sends_c_then_the_null_token() -> None:
+    model = _Recorder(null_class=3)
+    x, c = torch.randn(4, 2), torch.tensor([0, 1, 2, 1])
+    guided_noise_prediction(model, x, 17, c, 2.0)
+    (seen,) = model.seen_c
+    assert seen.tolist() == [0, 1, 2, 1, 3, 3, 3, 3]
+    assert model.seen_t[0].tolist() == [17] * 8
+    guided_noise_prediction(model, x, torch.tensor([5, 6, 7, 8]), c, 2.0, null_class=9)
+    assert model.seen_c[1].tolist() == [0, 1, 2, 1, 9, 9, 9, 9]
+    assert model.seen_t[1].tolist() == [5, 6, 7, 8] * 2
+    # The override also steers real sampling (ignored, class 1 would act as the null: mean 1 + 3w = 7).
+    assert _sample_gaussian_oracle(2.0, null_token=5, n=4000).mean().item() == pytest.approx(3.0, abs=0.05)
+
+
+def test_guided_noise_prediction_by_hand() -> None:
+    """A model returning its label as the prediction: eps_c = c, eps_null = 3, so (1 + w) c - 3 w."""
+
+    class LabelModel(nn.Module):
+        null_class = 3
+
+        def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+            return c.to(x.dtype)[:, None].expand_as(x)
+
+    x, c = torch.zeros(3, 2), torch.tensor([0, 1, 2])
+    got = guided_noise_prediction(LabelModel(), x, 0, c, 0.5)
+    torch.testing.assert_close(got, torch.tensor([-1.5, 0.0, 1.5])[:, None].expand(3, 2))
+    got = guided_noise_prediction(LabelModel(), x, 0, c, torch.tensor([0.0, 1.0, 2.0]))
+    torch.testing.assert_close(got, torch.tensor([0.0, -1.0, 0.0])[:, None].expand(3, 2))
+
+
+def test_denoiser_uses_time_and_class_and_runs_in_float64() -> None:
+    torch.manual_seed(0)
+    model = ConditionalDenoiser(data_dim=3, num_classes=2, num_timesteps=100, hidden=16, depth=1)
+    x, c = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    base = model(x, torch.tensor(10), c)
+    assert not torch.allclose(base, model(x, torch.tensor(90), c))
+    assert not torch.allclose(base, model(x, torch.tensor(10), torch.tensor([1, 0, 0, 1])))
+    model64 = model.double()
+    out = model64(x.double(), torch.tensor(10), c)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, base.double(), rtol=1e-5, atol=1e-6)

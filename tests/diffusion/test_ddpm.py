@@ -115,3 +115,101 @@ def test_sampling_with_the_exact_noise_predictor_recovers_a_gaussian(schedule: s
         x = sched.step(eps, int(t), x, generator=g).prev_sample
     assert torch.allclose(x.mean(0), mu, atol=0.03)
     assert torch.allclose(x.std(0), torch.full((2,), s), atol=0.03)
+
+
+# ------------------------------------------------------------------ hand-derived values
+# A three-step linear schedule with betas (0.1, 0.2, 0.3) has alpha-bar = (0.9, 0.72, 0.504): every
+# coefficient of the reverse step is then a number written out by hand below.
+
+
+def _tiny() -> DDPMScheduler:
+    return DDPMScheduler(3, beta_schedule="linear", beta_start=0.1, beta_end=0.3)
+
+
+def test_cosine_schedule_hand_values() -> None:
+    """Improved DDPM eq. 17 with T = 4: alpha-bar_t = f(t + 1) / f(0), f(t) = cos^2(((t/4 + s)/(1 + s)) pi/2)."""
+    f = [math.cos(((t / 4 + 0.008) / 1.008) * math.pi / 2) ** 2 for t in range(5)]
+    want = [f[1] / f[0], f[2] / f[0], f[3] / f[0]]
+    want.append(want[-1] * (1 - 0.999))  # the last beta, 1 - f(4)/f(3) = 1, is clipped to 0.999
+    torch.testing.assert_close(cosine_alphas_cumprod(4), torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=0)
+    # T = 1000, halfway: cos^2((0.5 + 0.008)/1.008 pi/2) / cos^2(0.008/1.008 pi/2) = 0.49384...
+    half = math.cos(0.508 / 1.008 * math.pi / 2) ** 2 / math.cos(0.008 / 1.008 * math.pi / 2) ** 2
+    assert float(cosine_alphas_cumprod(1000)[499]) == pytest.approx(half, rel=1e-12)
+    assert half == pytest.approx(0.49384, abs=1e-5)
+
+
+def test_tiny_schedule_step_by_hand() -> None:
+    """From t = 2 to t = 1: beta = 0.3, beta-tilde = 0.28/0.496 * 0.3, mean = c0 x0_hat + ct x_t."""
+    sched = _tiny()
+    torch.testing.assert_close(sched.alphas_cumprod, torch.tensor([0.9, 0.72, 0.504], dtype=torch.float64))
+    xt, eps = torch.tensor([[1.0]], dtype=torch.float64), torch.tensor([[0.5]], dtype=torch.float64)
+    x0_hat = (1.0 - math.sqrt(0.496) * 0.5) / math.sqrt(0.504)
+    c0, ct = math.sqrt(0.72) * 0.3 / 0.496, math.sqrt(0.7) * 0.28 / 0.496
+    out = sched.step(eps, 2, xt, noise=torch.tensor([[2.0]], dtype=torch.float64))
+    beta_tilde = 0.28 / 0.496 * 0.3
+    assert float(out.pred_original_sample) == pytest.approx(x0_hat, rel=1e-12)
+    assert float(out.prev_sample) == pytest.approx(c0 * x0_hat + ct * 1.0 + 2.0 * math.sqrt(beta_tilde), rel=1e-12)
+    assert float(sched.variance(2)) == pytest.approx(beta_tilde, rel=1e-12)
+    # The variance interpolation is geometric in v (Improved DDPM eq. 15), not linear.
+    for v, want in ((1.0, 0.3), (0.5, math.sqrt(0.3 * beta_tilde)), (0.25, 0.3**0.25 * beta_tilde**0.75)):
+        sched_v = DDPMScheduler(3, "linear", 0.1, 0.3, variance_interp=v)
+        assert float(sched_v.variance(2)) == pytest.approx(want, rel=1e-12)
+    # Respaced to two steps (t = 2 -> 0): the jump's beta is 1 - 0.504/0.9 = 0.44.
+    sched.set_timesteps(2)
+    assert sched.timesteps.tolist() == [2, 0]
+    out = sched.step(eps, 2, xt, noise=torch.zeros_like(xt))
+    c0, ct = math.sqrt(0.9) * 0.44 / 0.496, math.sqrt(0.56) * 0.1 / 0.496
+    assert float(out.prev_sample) == pytest.approx(c0 * x0_hat + ct * 1.0, rel=1e-12)
+    assert float(sched.variance(2)) == pytest.approx(0.1 / 0.496 * 0.44, rel=1e-12)
+
+
+@pytest.mark.parametrize("v", [0.0, 1.0])
+def test_last_step_adds_no_noise_for_any_variance(v: float) -> None:
+    """t = 0 -> x_0: the mean is x0_hat (c0 = 1, ct = 0), even with the "fixed large" variance v = 1."""
+    sched = DDPMScheduler(3, "linear", 0.1, 0.3, variance_interp=v)
+    xt, eps = torch.tensor([[1.0]], dtype=torch.float64), torch.tensor([[0.5]], dtype=torch.float64)
+    out = sched.step(eps, 0, xt, noise=torch.tensor([[5.0]], dtype=torch.float64))
+    assert float(out.prev_sample) == pytest.approx((1.0 - math.sqrt(0.1) * 0.5) / math.sqrt(0.9), rel=1e-12)
+    assert float(sched.variance(0)) == 0.0
+
+
+def test_one_step_mean_is_the_exact_posterior_mean_of_a_gaussian() -> None:
+    """x_0 ~ N(mu, s^2): with the exact noise prediction the step's mean is E[x_s | x_t], by Gaussian conditioning.
+
+    Written from the joint of (x_s, x_t) with x_0 integrated out: Var x_s = a_s s^2 + 1 - a_s and
+    Cov(x_s, x_t) = sqrt(a_t/a_s) Var x_s; the posterior mean is linear in x0_hat, so the tower
+    rule makes the ancestral step's mean exact (its variance is beta-tilde, not the full one).
+    """
+    mu, s = 0.7, 0.4
+    sched = DDPMScheduler(1000, variance_interp=0.0)
+    sched.set_timesteps(20)
+    xt = torch.linspace(-3.0, 3.0, 13, dtype=torch.float64)[:, None]
+    for t in (int(sched.timesteps[1]), int(sched.timesteps[10]), int(sched.timesteps[-2])):
+        sp = sched.previous_timestep(t)
+        at, as_ = float(sched.alphas_cumprod[t]), float(sched.alphas_cumprod[sp])
+        var_t = at * s * s + 1 - at
+        eps = math.sqrt(1 - at) * (xt - math.sqrt(at) * mu) / var_t  # E[eps | x_t]
+        var_s = as_ * s * s + 1 - as_
+        want = math.sqrt(as_) * mu + math.sqrt(at / as_) * var_s / var_t * (xt - math.sqrt(at) * mu)
+        got = sched.step(eps, t, xt, noise=torch.zeros_like(xt)).prev_sample
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_single_inference_step_starts_from_the_noisiest_timestep() -> None:
+    """A one-step sampler denoises x_{T-1} straight to x0_hat (before the fix it ran only t = 0)."""
+    sched = DDPMScheduler(1000)
+    sched.set_timesteps(1)
+    assert sched.timesteps.tolist() == [999]
+    assert sched.previous_timestep(999) == -1
+    for n in (2, 3, 10, 1000):
+        sched.set_timesteps(n)
+        ts = sched.timesteps.tolist()
+        assert ts[0] == 999 and ts[-1] == 0 and len(set(ts)) == n
+
+
+def test_sample_timesteps_cover_the_range_uniformly() -> None:
+    sched = DDPMScheduler(5)
+    t = sched.sample_timesteps(20_000, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(t, minlength=5)
+    assert counts.numel() == 5 and int(t.min()) == 0 and int(t.max()) == 4
+    assert torch.allclose(counts / 20_000.0, torch.full((5,), 0.2), atol=0.015)

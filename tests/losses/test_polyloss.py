@@ -251,3 +251,119 @@ def test_matches_pypi_polyloss() -> None:
         torch.testing.assert_close(
             Poly1CrossEntropyLoss(eps)(x, y), ref.PolyLoss(epsilon=eps)(x, y), rtol=1e-5, atol=1e-5
         )
+
+
+# --- hand-derived values on a two-class example -----------------------------------------------
+# Logits z = (ln 3, 0) give p = (3/4, 1/4) exactly: for target 0, P_t = 3/4 and 1 - P_t = 1/4; for
+# target 1, P_t = 1/4 and 1 - P_t = 3/4. Every number below is worked out by hand from the
+# paper's equations, not by re-running a formula on random inputs.
+
+LN3 = math.log(3.0)
+
+
+def _two_class(targets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.tensor([[LN3, 0.0]] * len(targets), dtype=torch.float64)
+    return x, torch.tensor(targets)
+
+
+def _t(*values: float) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def test_poly1_hand_values_and_gradient() -> None:
+    """Poly-1 with eps = 2: ln(4/3) + 2/4 and ln 4 + 2 * 3/4; its logit gradient by hand.
+
+    d/dz CE = p - onehot; d/dz (1 - P_t) = -P_t (onehot - p). Target 0: (-1/4, 1/4) + 2 (-3/16, 3/16)
+    = (-5/8, 5/8). Target 1: (3/4, -3/4) + 2 (3/16, -3/16) = (9/8, -9/8).
+    """
+    x, y = _two_class([0, 1])
+    x.requires_grad_(True)
+    loss = poly1_cross_entropy(x, y, 2.0, reduction="none")
+    torch.testing.assert_close(loss, _t(math.log(4 / 3) + 0.5, math.log(4.0) + 1.5))
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    torch.testing.assert_close(grad, torch.tensor([[-5 / 8, 5 / 8], [9 / 8, -9 / 8]], dtype=torch.float64))
+    # eps = 0: exactly the cross-entropy values ln(4/3), ln 4.
+    torch.testing.assert_close(poly1_cross_entropy(x, y, 0.0, reduction="none"), _t(math.log(4 / 3), math.log(4.0)))
+    # eps = -1 (the paper's detection setting): the leading coefficient 1 + eps vanishes.
+    torch.testing.assert_close(
+        poly1_cross_entropy(x, y, -1.0, reduction="none"), _t(math.log(4 / 3) - 0.25, math.log(4.0) - 0.75)
+    )
+
+
+def test_poly_n_hand_values() -> None:
+    """eps = (1, 2, 3): 1/4 + 2/16 + 3/64 = 27/64 and 3/4 + 2 * 9/16 + 3 * 27/64 = 201/64 over CE."""
+    x, y = _two_class([0, 1])
+    extra = poly_n_cross_entropy(x, y, [1.0, 2.0, 3.0], reduction="none") - _t(math.log(4 / 3), math.log(4.0))
+    torch.testing.assert_close(extra, _t(27 / 64, 201 / 64))
+    # The truncated series with alphas (1, 1/2): 1/4 + 1/32 and 3/4 + 9/32.
+    torch.testing.assert_close(polynomial_loss(x, y, [1.0, 0.5], reduction="none"), _t(9 / 32, 33 / 32))
+    torch.testing.assert_close(polynomial_loss(x, y, [1.0, 0.5]), _t(21 / 32)[0])
+
+
+def test_focal_hand_values_gamma_alpha_eps() -> None:
+    """-a_t (1 - P_t)^g ln P_t + eps (1 - P_t)^(g + 1), with a_t weighting the focal term only."""
+    x, y = _two_class([0, 1])
+    # gamma = 1/2, eps = 1, no alpha: -(1/2) ln(3/4) + 1/8 and -(3/4)^(1/2) ln(1/4) + (3/4)^(3/2).
+    want = _t(-0.5 * math.log(0.75) + 1 / 8, -math.sqrt(0.75) * math.log(0.25) + 0.75**1.5)
+    torch.testing.assert_close(poly1_focal_loss(x, y, 1.0, 0.5, reduction="none"), want)
+    # gamma = 2, eps = 3, alpha = (0.2, 0.8).
+    alpha = _t(0.2, 0.8)
+    want = _t(-0.2 / 16 * math.log(0.75) + 3 / 64, -0.8 * 9 / 16 * math.log(0.25) + 3 * 27 / 64)
+    torch.testing.assert_close(poly1_focal_loss(x, y, 3.0, 2.0, alpha=alpha, reduction="none"), want)
+    torch.testing.assert_close(poly1_focal_loss(x, y, 3.0, 2.0, alpha=alpha), want.mean())
+    torch.testing.assert_close(poly1_focal_loss(x, y, 3.0, 2.0, alpha=alpha, reduction="sum"), want.sum())
+    # Modules pass every option through.
+    torch.testing.assert_close(Poly1FocalLoss(3.0, 2.0, alpha=alpha, reduction="none")(x, y), want)
+    both = -0.5 * math.log(0.75) + 1 / 8 - math.sqrt(0.75) * math.log(0.25) + 0.75**1.5
+    torch.testing.assert_close(Poly1FocalLoss(1.0, 0.5, reduction="sum")(x, y), _t(both)[0])
+
+
+def test_sigmoid_focal_hand_values() -> None:
+    """sigmoid(ln 3) = 3/4: target 1 has P_t = 3/4, a_t = alpha; target 0 has P_t = 1/4, a_t = 1 - alpha."""
+    x = _t(LN3, LN3)
+    t = _t(1.0, 0.0)
+    want = _t(-0.25 / 16 * math.log(0.75) + 1 / 64, -0.75 * 9 / 16 * math.log(0.25) + 27 / 64)
+    torch.testing.assert_close(poly1_sigmoid_focal_loss(x, t, 1.0, reduction="none"), want)
+    # gamma = 1, eps = -1, alpha = 0.6.
+    want = _t(-0.6 / 4 * math.log(0.75) - 1 / 16, -0.4 * 3 / 4 * math.log(0.25) - 9 / 16)
+    torch.testing.assert_close(poly1_sigmoid_focal_loss(x, t, -1.0, 1.0, 0.6, reduction="none"), want)
+    torch.testing.assert_close(Poly1SigmoidFocalLoss(-1.0, 1.0, 0.6, reduction="none")(x, t), want)
+    # alpha < 0 switches the class weighting off.
+    want = _t(-1 / 4 * math.log(0.75) + 2 / 16, -3 / 4 * math.log(0.25) + 2 * 9 / 16)
+    torch.testing.assert_close(poly1_sigmoid_focal_loss(x, t, 2.0, 1.0, -1.0, reduction="none"), want)
+
+
+def test_label_smoothing_hand_value() -> None:
+    """s = 0.1, C = 2, target 0: q = (0.95, 0.05), 1 - <q, p> = 1 - (0.7125 + 0.0125) = 0.275."""
+    x, y = _two_class([0])
+    ce = -(0.95 * math.log(0.75) + 0.05 * math.log(0.25))
+    want = _t(ce + 2.0 * 0.275)
+    torch.testing.assert_close(poly1_cross_entropy(x, y, 2.0, reduction="none", label_smoothing=0.1), want)
+    q = _t(1.0, 0.0)[None]
+    torch.testing.assert_close(poly1_cross_entropy(x, q, 2.0, reduction="none", label_smoothing=0.1), want)
+    torch.testing.assert_close(Poly1CrossEntropyLoss(2.0, reduction="none", label_smoothing=0.1)(x, y), want)
+
+
+def test_weight_ignore_and_mean_hand_values() -> None:
+    """weight (2, 1/2), targets (0, 1, ignored): terms 2 (ln(4/3) + 1/2), (1/2)(ln 4 + 3/2), 0; mean over 2.5."""
+    x, y = _two_class([0, 1, 1])
+    y[2] = 5
+    w = _t(2.0, 0.5)
+    per = _t(2 * (math.log(4 / 3) + 0.5), 0.5 * (math.log(4.0) + 1.5), 0.0)
+    kw = dict(weight=w, ignore_index=5)
+    torch.testing.assert_close(poly1_cross_entropy(x, y, 2.0, reduction="none", **kw), per)
+    torch.testing.assert_close(poly1_cross_entropy(x, y, 2.0, reduction="sum", **kw), per.sum())
+    torch.testing.assert_close(poly1_cross_entropy(x, y, 2.0, **kw), per.sum() / 2.5)
+    # Unweighted mean: over the two kept targets, not three.
+    unweighted = (math.log(4 / 3) + 0.5 + math.log(4.0) + 1.5) / 2
+    torch.testing.assert_close(poly1_cross_entropy(x, y, 2.0, ignore_index=5), _t(unweighted)[0])
+    torch.testing.assert_close(Poly1CrossEntropyLoss(2.0, weight=w, ignore_index=5)(x, y), per.sum() / 2.5)
+    extra = _t(27 / 64, 201 / 64, 0.0)
+    torch.testing.assert_close(
+        PolyNCrossEntropyLoss([1.0, 2.0, 3.0], ignore_index=5, reduction="none")(x, y),
+        _t(math.log(4 / 3), math.log(4.0), 0.0) + extra,
+    )
+    torch.testing.assert_close(
+        PolyNCrossEntropyLoss([1.0, 2.0, 3.0], weight=w, ignore_index=5, reduction="sum")(x, y),
+        _t(2 * (math.log(4 / 3) + 27 / 64) + 0.5 * (math.log(4.0) + 201 / 64))[0],
+    )

@@ -31,11 +31,15 @@ F64 = torch.float64
 
 
 def _ode_solution(s: float, u0: float, depth: int, t: np.ndarray, tau: float = 1.0) -> np.ndarray:
-    """Reference: scipy integrating the balanced mode ODE in log u (well scaled from u0 ~ 1e-6)."""
+    """Reference: scipy integrating the balanced mode ODE in log u (well scaled from u0 ~ 1e-6).
+
+    The right-hand side is the paper's ``tau du/dt = D u^{2 - 2/D} (s - u)`` written out here, not
+    the library's :func:`mode_velocity`, so the reference shares no code with what it checks.
+    """
 
     def rhs(_t: float, z: np.ndarray) -> np.ndarray:
         u = math.exp(z[0])
-        return np.array([float(mode_velocity(u, s, depth, tau)) / u])
+        return np.array([depth * u ** (1.0 - 2.0 / depth) * (s - u) / tau])  # d ln u / dt
 
     sol = solve_ivp(rhs, (0.0, float(t[-1])), [math.log(u0)], t_eval=t, rtol=1e-11, atol=1e-12, method="DOP853")
     return np.exp(sol.y[0])
@@ -223,3 +227,88 @@ def test_deep_linear_net_copies_are_independent_networks() -> None:
         torch.testing.assert_close(a, w.grad[0])
     with pytest.raises(ValueError):
         net.load_weights([torch.zeros(2, 6, 4)])
+
+
+# --------------------------------------------------------------------------- hand-derived values
+
+
+def test_mode_velocity_hand_values() -> None:
+    """tau du/dt = D u^{2 - 2/D} (s - u): D = 3, u = 1/8, s = 1 gives 3 (1/16)(7/8) = 21/128."""
+    assert float(mode_velocity(1 / 8, 1.0, depth=3)) == pytest.approx(21 / 128, rel=1e-14)
+    assert float(mode_velocity(1 / 8, 1.0, depth=3, tau=0.5)) == pytest.approx(21 / 64, rel=1e-14)
+    assert float(mode_velocity(0.25, 2.0, depth=2)) == pytest.approx(2 * 0.25 * 1.75, rel=1e-14)  # 2u(s - u)
+    assert float(mode_velocity(0.25, 2.0, depth=1)) == pytest.approx(1.75, rel=1e-14)  # shallow: s - u
+    assert float(mode_velocity(1 / 16, 1.0, depth=4)) == pytest.approx(4 * (1 / 16) ** 1.5 * 15 / 16, rel=1e-14)
+
+
+def test_two_layer_sigmoid_hand_values() -> None:
+    """u = s / (1 + (s/u0 - 1) e^{-2st/tau}): s = 1, u0 = 1/2 reaches 3/4 when e^{2t/tau} = 3."""
+    assert float(mode_strength(math.log(3.0) / 2, 1.0, 0.5)) == pytest.approx(0.75, rel=1e-14)
+    assert float(mode_strength(math.log(3.0), 1.0, 0.5, tau=2.0)) == pytest.approx(0.75, rel=1e-14)
+    # s = 2, u0 = 1: u = 2 / (1 + e^{-4t}), 3/2 at t = ln(3)/4. A stronger mode is twice as fast.
+    assert float(mode_strength(math.log(3.0) / 4, 2.0, 1.0)) == pytest.approx(1.5, rel=1e-14)
+    # t(u0 -> uf) = tau/(2s) ln[uf (s - u0) / (u0 (s - uf))]: s = 2, 1/2 -> 3/2 is ln(9)/4.
+    assert float(learning_time(2.0, 0.5, 1.5)) == pytest.approx(math.log(3.0) / 2, rel=1e-14)
+    assert float(learning_time(2.0, 0.5, 1.5, tau=3.0)) == pytest.approx(1.5 * math.log(3.0), rel=1e-14)
+    # The rule of thumb (tau/s) ln(s/eps), by hand.
+    assert float(approximate_learning_time(2.0, 0.02, tau=3.0)) == pytest.approx(1.5 * math.log(100.0), rel=1e-14)
+
+
+def test_one_layer_closed_form_through_the_generic_path() -> None:
+    """D = 1: tau du/dt = s - u, so u = s - (s - u0) e^{-t/tau} and t(u0 -> uf) = tau ln((s - u0)/(s - uf)).
+
+    Depth 1 runs the same quadrature and table inversion as deeper nets, with a closed form to meet.
+    """
+    s, u0, uf, tau = torch.tensor([0.5, 2.0], dtype=F64), 1e-3, torch.tensor([0.4, 1.9], dtype=F64), 0.7
+    exact = tau * torch.log((s - u0) / (s - uf))
+    torch.testing.assert_close(learning_time(s, u0, uf, tau=tau, depth=1), exact, rtol=1e-9, atol=0)
+    t = torch.linspace(0.0, 8.0, 33, dtype=F64)
+    got = mode_strength_deep(t, s, u0, depth=1, tau=tau)
+    want = s - (s - u0) * torch.exp(-t[:, None] / tau)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-12)
+
+
+def _rk4(s: np.ndarray, u0: float, depth: int, tau: float, t_end: float, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Classical fourth-order Runge-Kutta on tau du/dt = D u^{2-2/D} (s - u), written out here."""
+
+    def f(u: np.ndarray) -> np.ndarray:
+        return depth * u ** (2.0 - 2.0 / depth) * (s - u) / tau
+
+    n = int(round(t_end / dt))
+    u = np.full_like(s, u0)
+    out = [u.copy()]
+    for _ in range(n):
+        k1 = f(u)
+        k2 = f(u + 0.5 * dt * k1)
+        k3 = f(u + 0.5 * dt * k2)
+        k4 = f(u + dt * k3)
+        u = u + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        out.append(u.copy())
+    return np.arange(n + 1) * dt, np.stack(out)
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_mode_strength_deep_matches_a_hand_written_rk4(depth: int) -> None:
+    """The depth-D solution (its tau and its depth dependence) against a small-step integrator."""
+    s, u0, tau = np.array([2.5, 1.0, 0.6]), 1e-2, 1.7
+    t, ref = _rk4(s, u0, depth, tau, t_end=30.0, dt=5e-3)
+    got = mode_strength_deep(torch.tensor(t[::20]), torch.tensor(s), u0, depth, tau=tau).numpy()
+    np.testing.assert_allclose(got, ref[::20], rtol=1e-6, atol=1e-9)
+    # Every mode is learned by the end, and the stronger ones first.
+    assert np.allclose(ref[-1], s, rtol=1e-3)
+    half = [t[np.argmax(ref[:, i] >= s[i] / 2)] for i in range(3)]
+    assert half[0] < half[1] < half[2]
+
+
+def test_mode_strengths_keep_their_sign_and_end_to_end_order() -> None:
+    """diag(U^T W V) by hand, a negative entry included; W_2 W_1 is not W_1 W_2."""
+    eye = torch.eye(2, dtype=F64)
+    w = torch.tensor([[2.0, 5.0], [7.0, -3.0]], dtype=F64)
+    torch.testing.assert_close(mode_strengths(w, eye, eye), torch.tensor([2.0, -3.0], dtype=F64))
+    # A 45-degree rotation of the output basis mixes the columns: u_1 = (1, 1)/sqrt 2.
+    r = torch.tensor([[1.0, -1.0], [1.0, 1.0]], dtype=F64) / math.sqrt(2.0)
+    torch.testing.assert_close(mode_strengths(w, r, eye), torch.tensor([9.0, -8.0], dtype=F64) / math.sqrt(2.0))
+    w1 = torch.tensor([[0.0, 1.0], [0.0, 0.0]], dtype=F64)
+    w2 = torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=F64)
+    torch.testing.assert_close(end_to_end([w1, w2]), w1)  # W2 @ W1 = W1 here, W1 @ W2 = 0
+    torch.testing.assert_close(end_to_end([w2, w1]), torch.zeros(2, 2, dtype=F64))

@@ -91,7 +91,9 @@ class ConditionalDenoiser(nn.Module):
         t = t.expand(n) if t.ndim == 0 else t
         # Embed each distinct timestep once: a sampling step shares one t across the whole batch.
         t_unique, inverse = torch.unique(t, return_inverse=True)
-        temb = self.time_mlp(_timestep_embedding(t_unique, self.hidden, self.num_timesteps))[inverse]
+        # The sinusoids are computed in float32 and cast to the model's dtype (a float64 model works).
+        emb = _timestep_embedding(t_unique, self.hidden, self.num_timesteps).to(self.inp.weight.dtype)
+        temb = self.time_mlp(emb)[inverse]
         e = temb + self.class_emb(c)
         h = self.inp(x.reshape(n, -1))
         for blk in self.blocks:

@@ -148,12 +148,15 @@ class DDPMScheduler:
 
         ``step`` then jumps between consecutive entries of :attr:`timesteps` with the effective
         ``beta = 1 - alpha-bar_t / alpha-bar_prev``, so a model trained with T steps samples in fewer.
+        The first entry is ``T - 1`` and, from two steps on, the last is ``0``; one step is ``[T - 1]``.
         """
         if not 1 <= num_inference_steps <= self.num_train_timesteps:
             raise ValueError(
                 f"num_inference_steps must lie in [1, {self.num_train_timesteps}], got {num_inference_steps}"
             )
         ts = torch.linspace(0, self.num_train_timesteps - 1, num_inference_steps, dtype=torch.float64).round().long()
+        if num_inference_steps == 1:  # a single step starts from the noisiest timestep, not from t = 0
+            ts = torch.tensor([self.num_train_timesteps - 1])
         self.timesteps = ts.flip(0)
         self.num_inference_steps = num_inference_steps
 
