@@ -432,9 +432,11 @@ def compare(entry: Entry, run_dir: Path, recorded_dir: Path | None = None) -> tu
     for cid in sorted(set(rec_v.claims) | set(new_v.claims), key=lambda c: list(new_v.claims).index(c) if c in new_v.claims else 1e9):
         a, b = rec_v.claims.get(cid), new_v.claims.get(cid)
         ok = a is not None and b is not None and a.verdict == b.verdict
-        agree_all &= ok or b is None  # a claim retired since the record is not a disagreement
-        rows.append((cid, f"{a.verdict.upper()} {_value(a)}" if a else "(not recorded)",
-                     f"{b.verdict.upper()} {_value(b)}" if b else "(not run: superseded)", "yes" if ok else ("-" if b is None else "NO")))
+        # A claim registered or retired since the record has nothing to agree with.
+        agree_all &= ok or a is None or b is None
+        rows.append((cid, f"{a.verdict.upper()} {_value(a)}" if a else "(new since the record)",
+                     f"{b.verdict.upper()} {_value(b)}" if b else "(not run: superseded)",
+                     "yes" if ok else ("-" if a is None or b is None else "NO")))
     same_seeds = rec_m.seeds == new_m.seeds
     same_class = _device_class(rec_p) == _device_class(new_p)
     mrows = [("metric", "recorded mean", "this run mean", "difference")]
