@@ -440,7 +440,7 @@ def compare(entry: Entry, run_dir: Path, recorded_dir: Path | None = None) -> tu
     same_seeds = rec_m.seeds == new_m.seeds
     same_class = _device_class(rec_p) == _device_class(new_p)
     mrows = [("metric", "recorded mean", "this run mean", "difference")]
-    n_identical = 0
+    n_identical = n_rounding = 0
     for arm, ms in new_m.arms.items():
         for m, vals in ms.items():
             old = rec_m.arms.get(arm, {}).get(m)
@@ -450,6 +450,9 @@ def compare(entry: Entry, run_dir: Path, recorded_dir: Path | None = None) -> tu
             if same_seeds and old == vals:
                 n_identical += 1
                 continue
+            if same_seeds and all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(old, vals)):
+                n_rounding += 1  # another CPU's floating-point rounding, not another result
+                continue
             diff = (f"max |Δ| over seeds {max(abs(x - y) for x, y in zip(old, vals)):.3g}" if same_seeds
                     else f"Δ mean {sum(vals) / len(vals) - sum(old) / len(old):+.3g}")
             mrows.append((f"{arm}.{m}", f"{sum(old) / len(old):.4g}", f"{sum(vals) / len(vals):.4g}", diff))
@@ -458,6 +461,7 @@ def compare(entry: Entry, run_dir: Path, recorded_dir: Path | None = None) -> tu
         f"{rec_p.device_name}, seeds {rec_p.seeds})",
         *_table(rows),
         f"metrics: {n_identical} identical"
+        + (f", {n_rounding} equal up to rounding (relative 1e-9)" if n_rounding else "")
         + ("" if len(mrows) == 1 else f", {len(mrows) - 1} differ")
         + ("" if same_seeds else " (different seeds)")
         + ("" if same_class else f" (recorded on {_device_class(rec_p)}, this run on {_device_class(new_p)}: small differences are expected)"),
