@@ -42,6 +42,9 @@ def test_readme_first_command_then_tests_on_a_fresh_clone(tmp_path):
     assert "results: runs/pdp_pruning/full-" in res.stdout
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
     assert status.strip() == "", f"the README's first command left the checkout dirty:\n{status}"
+    # The README's second command: its session fixture builds the rest of data/, then the suite
+    # asks `zoo.status --check` (as tests/test_status.py and CI do) whether every record is current.
+    subprocess.run([sys.executable, "-m", "zoo.data", "prepare"], cwd=clone, env=env, check=True, capture_output=True)
     check = subprocess.run([sys.executable, "-m", "zoo.status", "--check"], cwd=clone, env=env, capture_output=True,
                            text=True)
     assert check.returncode == 0, check.stderr

@@ -100,12 +100,12 @@ def test_each_arm_is_compared_with_the_theory_of_its_depth(quick_runs: dict[int,
             u0 = effective_initial_strength(*p[job["arm"]], p["U"], p["V"])
         else:
             u0 = torch.full_like(s, cfg[u0_key])
-        assert job["series"]["u0"] == pytest.approx(u0.tolist(), rel=1e-12)
+        assert job["series"]["u0"] == pytest.approx(u0.tolist(), rel=1e-5)  # series keep six significant digits (zoo.harness)
         t = torch.tensor(job["series"]["t"], dtype=torch.float64)
         theory = _modes(job, "theory", len(s))
         right = mode_strength_deep(t, s, u0, depth)
-        torch.testing.assert_close(theory, right, rtol=1e-10, atol=1e-12)
-        assert job["series"]["half_time_theory"] == pytest.approx(learning_time(s, u0, 0.5 * s, depth=depth).tolist())
+        torch.testing.assert_close(theory, right, rtol=1e-5, atol=1e-9)  # six-digit series
+        assert job["series"]["half_time_theory"] == pytest.approx(learning_time(s, u0, 0.5 * s, depth=depth).tolist(), rel=1e-5)
         # The simulation follows that theory (R^2 over the stored points, per mode) ...
         sim = _modes(job, "sim", len(s))
         assert float(exp._r_squared(sim, right).min()) > 0.98, job["arm"]
@@ -135,7 +135,7 @@ def test_jobs_report_the_slope_of_their_own_half_times(quick_runs: dict[int, dic
         t_half = torch.tensor(job["series"]["half_time_sim"], dtype=torch.float64)
         x = s.log() - s.log().mean()
         slope = float((x * t_half.log()).sum() / x.pow(2).sum())
-        assert job["metrics"]["time_slope"] == pytest.approx(slope, rel=1e-9), job["arm"]
+        assert job["metrics"]["time_slope"] == pytest.approx(slope, rel=1e-5), job["arm"]  # from six-digit series
 
 
 def test_every_arm_of_a_seed_learns_the_same_problem(monkeypatch: pytest.MonkeyPatch) -> None:
