@@ -125,3 +125,22 @@ def test_zoo_status_agrees_with_dvc_status():
     ours = {r.id for r in collect() if r.result == "stale"}
     reproducible = {r.id for r in collect() if r.result in ("stale", "current")}
     assert ours == dvc_changed & reproducible
+
+
+def test_plain_status_sees_an_edit_without_recomputing_the_closure(recorded_root):
+    """Plain `zoo.status` reads the stage's deps from dvc.yaml (fast); an edit still shows."""
+    env = {"ZOO_ROOT": str(recorded_root), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(recorded_root)}
+    run = lambda: subprocess.run([sys.executable, "-m", "zoo.status"], cwd=recorded_root, env=env,  # noqa: E731
+                                 capture_output=True, text=True)
+    assert " current " in run().stdout
+    with open(recorded_root / "zoo" / "pruning" / "structure.py", "a") as f:
+        f.write("\n# an edit\n")
+    out = run().stdout
+    assert " stale " in out and "zoo/pruning/structure.py changed since the recorded run" in out
+
+
+def test_dvc_yaml_out_of_date_fails_the_check(recorded_root):
+    f = recorded_root / "dvc.yaml"
+    f.write_text(f.read_text().replace("    - zoo/harness.py\n", "", 1))
+    res = _check(recorded_root)
+    assert res.returncode == 1 and "dvc.yaml is not what the catalogue generates" in res.stderr
