@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from zoo.catalogue import get
+from zoo.catalogue import get, load_all
 from zoo.reproduce import OverrideError, compose_config, destination, main
 from tests.conftest import REPO
 
@@ -140,3 +140,19 @@ def test_a_seed_sweep_merges_into_what_one_process_writes(tmp_path):
         a = json.loads((root / "sweep" / "toy" / "merged" / name).read_text())
         b = json.loads((root / "single" / name).read_text())
         assert a == b, name
+
+
+REPRODUCIBLE = sorted(e.id for e in load_all().values() if e.spec.reproduction is not None)
+
+
+@pytest.mark.parametrize("entry_id", REPRODUCIBLE)
+def test_every_entry_runs_its_quick_budget(zoo_root, entry_id, capsys):
+    """The registry drives it: a new reproducible entry is smoke-run here without editing this file."""
+    zoo_root(entry_id)
+    assert main([entry_id, "--quick", "--no-progress"]) == 0
+    d = zoo_root.root / "runs" / entry_id / "quick"
+    metrics = json.loads((d / "metrics.json").read_text())
+    spec = get(entry_id).spec.reproduction
+    assert set(metrics["arms"]) == set(spec.arms), "every declared arm is reported"
+    assert not (d / "verdicts.json").exists()
+    assert json.loads((d / "provenance.json").read_text())["quick"]
