@@ -52,6 +52,7 @@ from zoo.experiment import Curve
 from zoo.harness import Env, Experiment, JobContext, JobOutput, Table, mean_band
 from zoo.optim.d_adaptation import DAdaptAdam, DAdaptDualAveraging, DAdaptSGD
 from zoo.training import MLP, TensorData, evaluate, load_dataset, train
+from zoo.training.full_batch import full_batch_descent
 from zoo.training.seed import generator
 
 __all__ = ["EXPERIMENT", "Arm", "arm_table", "lad_problem", "lad_subgradient", "pick_best", "REFERENCE_HINT"]
@@ -181,10 +182,10 @@ class _BoundTracker:
         return self.best
 
 
-def lad_subgradient(a: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+def lad_subgradient(a: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``f(x) = mean |A x - b|`` and its subgradient ``A^T sign(A x - b) / n`` (autograd's, at kinks too)."""
     r = a @ x - b
-    return float(r.abs().mean()), a.T @ torch.sign(r) / a.shape[0]
+    return r.abs().mean(), a.T @ torch.sign(r) / a.shape[0]
 
 
 def _log_steps(steps: int, n: int = 120) -> list[int]:
@@ -196,9 +197,10 @@ def _log_steps(steps: int, n: int = 120) -> list[int]:
 def _convex(cfg: dict[str, Any], arm: Arm, seed: int, device: str) -> JobOutput:
     """The subgradient method of ``arm`` on the seed's LAD problem from ``x0 = 0``.
 
-    Full-batch and deterministic, so the subgradient is written out (:func:`lad_subgradient`)
-    rather than run through autograd and the mini-batch loop: the same iterates at a fraction of
-    the per-step overhead (2,000 steps for each convex arm).
+    Full-batch and deterministic, so the subgradient is written out (:func:`lad_subgradient`) and
+    run by the shared :func:`zoo.training.full_batch.full_batch_descent` rather than through
+    autograd and the mini-batch loop: the same iterates at a fraction of the per-step overhead
+    (2,000 steps for each convex arm).
     """
     n, dim, steps = int(cfg["convex_n"]), int(cfg["convex_dim"]), int(cfg["convex_steps"])
     a, b, x_star = lad_problem(seed, n, dim, device)
@@ -206,15 +208,21 @@ def _convex(cfg: dict[str, Any], arm: Arm, seed: int, device: str) -> JobOutput:
     x = nn.Parameter(torch.zeros(dim, dtype=torch.float64, device=device))  # x0 = 0, so D* = ||x*||
     opt = _optimizer(arm, [x], momentum=0.0)  # the theory has no momentum
     tracker = _BoundTracker(x, float(arm.lr), 1.0 if arm.family == "adam" else 2.0) if arm.impl == "torch" else None
-    f_hist, d_hist = [], []
-    for _ in range(steps):
-        f, x.grad = lad_subgradient(a, b, x)
-        f_hist.append(f)  # f(x_k)
+    d_hist: list[float] = []
+
+    def oracle(ps: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        f, g = lad_subgradient(a, b, ps[0])
+        return f, [g]
+
+    def track(k: int, grads: list[torch.Tensor]) -> None:  # fixed steps: the bound along x_k, g_k
         if tracker is not None:
-            d_hist.append(tracker.update(x, x.grad))
-        opt.step()
+            d_hist.append(tracker.update(x, grads[0]))
+
+    def read_d(k: int) -> None:  # D-Adaptation: d_{k+1}, as the optimizer will use it
         if tracker is None:
-            d_hist.append(float(opt.param_groups[0]["d"]))  # d_{k+1}, as the optimizer will use it
+            d_hist.append(float(opt.param_groups[0]["d"]))
+
+    f_hist = full_batch_descent([x], oracle, opt, steps, before_step=track, after_step=read_d).tolist()  # f(x_k)
     ratio = [d / dstar for d in d_hist]
     return JobOutput(
         metrics={
