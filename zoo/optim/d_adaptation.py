@@ -576,3 +576,21 @@ class DAdaptDualAveraging(_DAdaptBase):
         for group in self.param_groups:
             group.update(d=d, k=k + 1, gsq_sum=gsq_sum, gamma=gamma, weighted_gsq=weighted_gsq)
         return loss
+
+
+def _register() -> None:
+    from zoo.optim.registry import OptimizerInfo, register_optimizer
+
+    for name, cls, ref, kwargs in (
+        ("dadapt_sgd", DAdaptSGD, "dadaptation:DAdaptSGD", {}),
+        ("dadapt_adam", DAdaptAdam, "dadaptation:DAdaptAdam", {}),
+        ("dadapt_adagrad", DAdaptAdaGrad, "dadaptation:DAdaptAdaGrad", {}),
+        # Algorithm 1 has no growth cap and AdaGrad-norm steps: from d0 = 1e-6 it needs thousands
+        # of steps to reach the problem's scale, so the contract test starts it nearer.
+        ("dadapt_dual_averaging", DAdaptDualAveraging, None, {"d0": 0.1}),
+    ):
+        register_optimizer(OptimizerInfo(name=name, cls=cls, paper="d_adaptation", reference=ref, test_kwargs=kwargs,
+                                         description=(cls.__doc__ or "").strip().splitlines()[0]))
+
+
+_register()
