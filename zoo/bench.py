@@ -96,25 +96,46 @@ class Row:
     name: str
     ms_per_step: float  # best step over all rounds
     median_ms: float
-    bytes_per_step: int
-    roofline_ms: float
-    ratio_to_roofline: float
+    bytes_per_step: int | None  # None where no roofline is modelled (registry-only candidates)
+    roofline_ms: float | None
+    ratio_to_roofline: float | None
     reference: str | None = None
     speedup_vs_reference: float | None = None
+    ratio_to_fused_adamw: float | None = None  # ms per step over torch's fused AdamW on the same parameters
 
 
 # name -> (import path "module:Class", constructor kwargs, arrays a fused pass reads + writes per
-# parameter, the reference it is compared with).
-CANDIDATES: dict[str, tuple[str, dict, int, str | None]] = {
-    "zoo.DAdaptAdam": ("zoo.optim.d_adaptation:DAdaptAdam", {}, 9, "dadaptation.DAdaptAdam"),
-    "dadaptation.DAdaptAdam": ("dadaptation:DAdaptAdam", {}, 9, None),
-    "zoo.DAdaptSGD": ("zoo.optim.d_adaptation:DAdaptSGD", {"momentum": 0.9}, 6, "dadaptation.DAdaptSGD"),
-    "dadaptation.DAdaptSGD": ("dadaptation:DAdaptSGD", {"momentum": 0.9}, 6, None),
-    "zoo.DAdaptAdaGrad": ("zoo.optim.d_adaptation:DAdaptAdaGrad", {}, 8, "dadaptation.DAdaptAdaGrad"),
-    "dadaptation.DAdaptAdaGrad": ("dadaptation:DAdaptAdaGrad", {}, 8, None),
-    "torch.AdamW(foreach)": ("torch.optim:AdamW", {"lr": 1e-3, "foreach": True}, 7, None),
-    "torch.AdamW(fused)": ("torch.optim:AdamW", {"lr": 1e-3, "fused": True}, 7, None),
+# parameter, the reference it is compared with, whether step() takes a closure). The registry
+# (zoo.optim.registry) adds every other zoo optimizer and its reference, without a roofline.
+CANDIDATES: dict[str, tuple[str, dict, int | None, str | None, bool]] = {
+    "zoo.DAdaptAdam": ("zoo.optim.d_adaptation:DAdaptAdam", {}, 9, "dadaptation.DAdaptAdam", False),
+    "dadaptation.DAdaptAdam": ("dadaptation:DAdaptAdam", {}, 9, None, False),
+    "zoo.DAdaptSGD": ("zoo.optim.d_adaptation:DAdaptSGD", {"momentum": 0.9}, 6, "dadaptation.DAdaptSGD", False),
+    "dadaptation.DAdaptSGD": ("dadaptation:DAdaptSGD", {"momentum": 0.9}, 6, None, False),
+    "zoo.DAdaptAdaGrad": ("zoo.optim.d_adaptation:DAdaptAdaGrad", {}, 8, "dadaptation.DAdaptAdaGrad", False),
+    "dadaptation.DAdaptAdaGrad": ("dadaptation:DAdaptAdaGrad", {}, 8, None, False),
+    "torch.AdamW(foreach)": ("torch.optim:AdamW", {"lr": 1e-3, "foreach": True}, 7, None, False),
+    "torch.AdamW(fused)": ("torch.optim:AdamW", {"lr": 1e-3, "fused": True}, 7, None, False),
 }
+REFERENCE_PACKAGES = ("dadaptation", "schedulefree", "dog-optimizer", "momo-opt", "pytorch-optimizer")
+
+
+def all_candidates() -> dict[str, tuple[str, dict, int | None, str | None, bool]]:
+    """:data:`CANDIDATES` plus every registered zoo optimizer and its reference package."""
+    from zoo.optim.registry import list_optimizers
+
+    out = dict(CANDIDATES)
+    for info in list_optimizers():
+        path = f"{info.cls.__module__}:{info.cls.__name__}"
+        if any(c[0] == path for c in out.values()):
+            continue
+        ref_name = info.reference.replace(":", ".") if info.reference else None
+        out[f"zoo.{info.cls.__name__}"] = (path, dict(info.test_kwargs), None, ref_name, info.needs_closure)
+        if info.reference and ref_name not in out:
+            out[ref_name] = (info.reference, dict(info.test_kwargs), None, None, info.needs_closure)
+    return out
+
+
 # Reads p, g, m, v, s and writes p, m, v, s (Adam); p, g, s, x0 / p, s (SGD); p, g, a, s, x0 /
 # p, a, s (AdaGrad); p, g, m, v / p, m, v (AdamW).
 
@@ -151,34 +172,49 @@ def bench_optim(
         f"{n / 1e6:.1f}M parameters in {len(params)} tensors on {device_name(str(device))}; "
         f"copy bandwidth {bandwidth / 1e9:.1f} GB/s"
     )
+    candidates = all_candidates()
     # Round robin: every candidate is timed in each round, so a burst of load from other
     # processes on a shared machine hits all of them rather than one; the best step is reported.
     times: dict[str, list[float]] = {}
     for _ in range(rounds):
-        for name, (path, kwargs, _, _) in CANDIDATES.items():
+        for name, (path, kwargs, _, _, closure) in candidates.items():
             cls = _load(path)
             if cls is None or (kwargs.get("fused") and not _fused_ok(device)):
                 continue
-            opt = cls(params, **kwargs)
+            try:
+                opt = cls(params, **kwargs)
+            except (TypeError, ValueError) as e:  # a reference whose constructor takes other arguments
+                log(f"  {name:<28} cannot be built with {kwargs}: {e}")
+                continue
+            # Methods that read the loss (or re-evaluate it) get a closure; the gradients are the
+            # fixed random ones either way, so only the optimizer's own arithmetic is timed.
+            step = (lambda opt=opt: opt.step(lambda: torch.ones((), device=device))) if closure else opt.step
             # One warm-up step creates the state.
-            times.setdefault(name, []).extend(step_times(opt.step, device, warmup=1, iters=iters))
+            times.setdefault(name, []).extend(step_times(step, device, warmup=1, iters=iters))
             del opt  # free its state before the next candidate
     rows: list[Row] = []
-    for name, (_, _, arrays, ref) in CANDIDATES.items():
+    for name, (_, _, arrays, ref, _) in candidates.items():
         if name not in times:
             log(f"  {name:<28} skipped (not installed or not supported here)")
             continue
         ms, med = min(times[name]), statistics.median(times[name])
-        nbytes = arrays * 4 * n
-        roof = 1e3 * nbytes / bandwidth
-        # Four significant figures: a small roofline rounded to 2 decimals would skew the ratio.
-        rows.append(Row(name, _sig(ms), _sig(med), nbytes, _sig(roof), _sig(ms / roof), ref))
-        log(f"  {name:<28} {ms:9.1f} ms/step (median {med:7.1f})   roofline {roof:7.1f} ms   x{ms / roof:5.1f}")
+        if arrays:
+            nbytes = arrays * 4 * n
+            roof = 1e3 * nbytes / bandwidth
+            # Four significant figures: a small roofline rounded to 2 decimals would skew the ratio.
+            rows.append(Row(name, _sig(ms), _sig(med), nbytes, _sig(roof), _sig(ms / roof), ref))
+            log(f"  {name:<28} {ms:9.1f} ms/step (median {med:7.1f})   roofline {roof:7.1f} ms   x{ms / roof:5.1f}")
+        else:
+            rows.append(Row(name, _sig(ms), _sig(med), None, None, None, ref))
+            log(f"  {name:<28} {ms:9.1f} ms/step (median {med:7.1f})")
     by_name = {r.name: r for r in rows}
+    fused = by_name.get("torch.AdamW(fused)") or by_name.get("torch.AdamW(foreach)")
     for r in rows:
         if r.reference in by_name:
             r.speedup_vs_reference = _sig(by_name[r.reference].ms_per_step / r.ms_per_step)
             log(f"  {r.name} is {r.speedup_vs_reference:.2f}x the speed of {r.reference}")
+        if fused is not None:
+            r.ratio_to_fused_adamw = _sig(r.ms_per_step / fused.ms_per_step)
     return {
         "benchmark": "optim",
         "provenance": {
@@ -189,7 +225,7 @@ def bench_optim(
             "torch_threads": torch.get_num_threads(),
             # Other processes share the machine; the 1-minute load average when the run ended.
             "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-            "packages": package_versions(("dadaptation",)),
+            "packages": package_versions(REFERENCE_PACKAGES),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": "python -m zoo.bench " + " ".join(sys.argv[1:]),
         },

@@ -56,6 +56,11 @@ def test_optim_bench_writes_a_complete_record(tmp_path: Path, capsys: pytest.Cap
         assert r["ratio_to_roofline"] == pytest.approx(r["ms_per_step"] / r["roofline_ms"], rel=0.02)
     if "dadaptation.DAdaptAdam" in rows:  # the reference package is a test extra
         assert rows["zoo.DAdaptAdam"]["speedup_vs_reference"] > 0
+    from zoo.optim.registry import list_optimizers
+
+    for info in list_optimizers():  # the registry drives it: every zoo optimizer is benchmarked
+        r = rows[f"zoo.{info.cls.__name__}"]
+        assert r["ms_per_step"] > 0 and r["ratio_to_fused_adamw"] > 0, info.name
     assert "zoo.DAdaptAdam" in capsys.readouterr().out
 
 
