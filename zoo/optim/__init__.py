@@ -1,5 +1,6 @@
 """Optimizers, each in its own module named after its paper's method (``torch.optim.Optimizer``s)."""
 
 from zoo.optim.d_adaptation import DAdaptAdaGrad, DAdaptAdam, DAdaptDualAveraging, DAdaptSGD
+from zoo.optim.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD, bn_recalibrate
 
-__all__ = ["DAdaptAdaGrad", "DAdaptAdam", "DAdaptDualAveraging", "DAdaptSGD"]
+__all__ = ["DAdaptAdaGrad", "DAdaptAdam", "DAdaptDualAveraging", "DAdaptSGD", "ScheduleFreeAdamW", "ScheduleFreeSGD", "bn_recalibrate"]
