@@ -186,6 +186,8 @@ def bench_optim(
             except (TypeError, ValueError) as e:  # a reference whose constructor takes other arguments
                 log(f"  {name:<28} cannot be built with {kwargs}: {e}")
                 continue
+            if callable(getattr(opt, "train", None)):
+                opt.train()  # Schedule-Free-style optimizers step only in train mode
             # Methods that read the loss (or re-evaluate it) get a closure; the gradients are the
             # fixed random ones either way, so only the optimizer's own arithmetic is timed.
             step = (lambda opt=opt: opt.step(lambda: torch.ones((), device=device))) if closure else opt.step
