@@ -3,7 +3,6 @@
 from zoo.optim.d_adaptation import DAdaptAdaGrad, DAdaptAdam, DAdaptDualAveraging, DAdaptSGD
 from zoo.optim.momo import MoMo, MoMoAdam
 from zoo.optim.sam import SAM
-from zoo.optim.sam import SAM
 from zoo.optim.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD, bn_recalibrate
 
-__all__ = ["DAdaptAdaGrad", "DAdaptAdam", "DAdaptDualAveraging", "DAdaptSGD", "MoMo", "MoMoAdam", "SAM", "SAM", "ScheduleFreeAdamW", "ScheduleFreeSGD", "bn_recalibrate"]
+__all__ = ["DAdaptAdaGrad", "DAdaptAdam", "DAdaptDualAveraging", "DAdaptSGD", "MoMo", "MoMoAdam", "SAM", "ScheduleFreeAdamW", "ScheduleFreeSGD", "bn_recalibrate"]
