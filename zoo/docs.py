@@ -701,9 +701,9 @@ def _history_section(e: Entry, hist: History) -> list[str]:
         lines.append(f"Only one version of {_code(record)} has been recorded so far.")
     else:
         lines.append(
-            f"{len(vs)} recorded versions of {_code(record)}, newest first: each row is a commit that changed it or its "
-            "provenance (a re-run), with the device and the code of its run. An outlined verdict differs from the one in the version "
-            "below it."
+            f"{len(vs)} recorded versions of {_code(record)}, newest first: each row is a commit that "
+            "changed it or its provenance (a re-run), with the device and the code of its run. An outlined "
+            "verdict differs from the one in the version below it."
         )
     lines.append("")
     spec_ids = [c.id for c in e.spec.claims]
