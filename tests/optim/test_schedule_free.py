@@ -290,11 +290,12 @@ def test_lr_zero_freezes_x_y_and_z(cls):
         p.grad = torch.randn(4, dtype=torch.float64)
         opt.step()
     opt.param_groups[0]["lr"] = 0.0
-    y, z = p.detach().clone(), opt.state[p]["z"].clone()
+    y, z, weight_sum = p.detach().clone(), opt.state[p]["z"].clone(), opt.param_groups[0]["weight_sum"]
     for _ in range(3):
         p.grad = torch.randn(4, dtype=torch.float64)
         opt.step()
     assert torch.equal(p.detach(), y) and torch.equal(opt.state[p]["z"], z)
+    assert opt.param_groups[0]["weight_sum"] == weight_sum, "a step with lr 0 has averaging weight 0"
 
 
 def test_arguments_are_checked():
