@@ -112,7 +112,8 @@ class DoG(Optimizer):
         >>> opt = DoG(model.parameters())
         >>> model(torch.ones(2, 3)).pow(2).mean().backward()
         >>> opt.step()
-        >>> opt.step_sizes()[0]["eta"] > 0
+        >>> first_group = opt.step_sizes()[0]
+        >>> first_group["eta"] > 0
         True
 
     References:
@@ -247,7 +248,8 @@ class LDoG(DoG):
         >>> opt = LDoG(model.parameters())
         >>> model(torch.ones(2, 3)).pow(2).mean().backward()
         >>> opt.step()
-        >>> len(opt.step_sizes()[0]["eta"])
+        >>> first_group = opt.step_sizes()[0]
+        >>> len(first_group["eta"])
         2
     """
 
