@@ -218,16 +218,22 @@ def test_r_eps_uses_the_norm_of_the_whole_group():
     assert logs[0]["eta"] == pytest.approx(6e-4 / math.sqrt(1 + EPS), rel=1e-14)
 
 
-def test_rbar_is_the_running_maximum_of_the_distance():
+def _one(v):
+    return v[0] if isinstance(v, list) else v
+
+
+@pytest.mark.parametrize("cls", [DoG, LDoG])
+def test_rbar_is_the_running_maximum_of_the_distance(cls):
     """init_eta = 1, gradients 1, -1, 1 from x_0 = 0: x_1 = -1, x_2 = -1 + 1/sqrt(2) (distance 0.29)."""
-    logs = _scalar_run(DoG, [0.0], [[1.0], [-1.0], [1.0], [1.0]], init_eta=1.0)
-    assert logs[0]["eta"] == 1.0 and float(logs[0]["x"][0]) == -1.0
-    assert logs[1]["rbar"] == pytest.approx(1.0, rel=1e-15)
-    assert logs[1]["eta"] == pytest.approx(1 / math.sqrt(2 + EPS), rel=1e-14)
+    logs = _scalar_run(cls, [0.0], [[1.0], [-1.0], [1.0], [1.0]], init_eta=1.0)
+    eta, rbar = [_one(g["eta"]) for g in logs], [_one(g["rbar"]) for g in logs]
+    assert eta[0] == 1.0 and float(logs[0]["x"][0]) == -1.0
+    assert rbar[1] == pytest.approx(1.0, rel=1e-15)
+    assert eta[1] == pytest.approx(1 / math.sqrt(2 + EPS), rel=1e-14)
     assert abs(float(logs[1]["x"][0])) < 0.3  # came back towards x_0
-    assert logs[2]["rbar"] == pytest.approx(1.0, rel=1e-15)  # the maximum, not the current 0.29
-    assert logs[2]["eta"] == pytest.approx(1 / math.sqrt(3 + EPS), rel=1e-14)
-    assert logs[3]["eta"] == pytest.approx(1 / math.sqrt(4 + EPS), rel=1e-14)
+    assert rbar[2] == pytest.approx(1.0, rel=1e-15)  # the maximum, not the current 0.29
+    assert eta[2] == pytest.approx(1 / math.sqrt(3 + EPS), rel=1e-14)
+    assert eta[3] == pytest.approx(1 / math.sqrt(4 + EPS), rel=1e-14)
 
 
 def test_ldog_uses_per_layer_norms_and_dog_the_global_ones():
