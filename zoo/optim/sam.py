@@ -19,7 +19,7 @@ With ``adaptive=True`` (ASAM, with ``T_w = |w|`` element-wise and no offset ``et
     eps_hat(w) = rho * T_w^2 g / ||T_w g||_2
 
 Notation: ``rho`` -> ``rho`` (per param group), ``eps_hat`` -> the perturbation added in
-:meth:`SAM.first_step`, ``base_step`` -> ``base_optimizer.step()``. The norm is global over every
+`first_step()`, ``base_step`` -> ``base_optimizer.step()``. The norm is global over every
 parameter of every group (one ``eps_hat`` for the whole ``w``, as in the paper); each group scales
 it by its own ``rho`` and chooses ``adaptive`` for its own tensors.
 
@@ -57,7 +57,7 @@ class SAM(torch.optim.Optimizer):
     ``rho``, ``adaptive``, ``momentum``, ...) live in one place, and ``state_dict()`` holds the
     base optimizer's state (momentum buffers, Adam moments).
 
-    **Use with a closure.** :meth:`step` requires one; it must zero the gradients, recompute the loss
+    **Use with a closure.** `step()` requires one; it must zero the gradients, recompute the loss
     and call ``backward()``. ``step`` calls it twice (at ``w``, then at ``w + eps_hat``) and returns
     the first loss, the loss at ``w``.
 
@@ -66,11 +66,11 @@ class SAM(torch.optim.Optimizer):
     ``second_step()``.
 
     **With ``torch.amp.GradScaler``.** ``GradScaler.step`` refuses closures, so drive the passes
-    yourself. Unscale the first-pass gradients on the SAM object before :meth:`first_step` (the
+    yourself. Unscale the first-pass gradients on the SAM object before `first_step()` (the
     direction ``g / ||g||`` does not depend on the scale, but ``unscale_`` records non-finite
-    gradients for ``update()``); after the second backward, put ``w`` back with :meth:`restore`
+    gradients for ``update()``); after the second backward, put ``w`` back with `restore()`
     and let the scaler step the *base* optimizer, which unscales the second-pass gradients and
-    skips the step when they are not finite::
+    skips the step when they are not finite:
 
         with torch.autocast("cuda", dtype=torch.float16):
             loss = loss_fn(model(x), y)
@@ -86,7 +86,7 @@ class SAM(torch.optim.Optimizer):
         opt.zero_grad()
 
     A non-finite first-pass gradient makes ``w + eps_hat`` non-finite, hence the second-pass
-    gradient too: the scaler then skips the base step, :meth:`restore` has already put ``w``
+    gradient too: the scaler then skips the base step, `restore()` has already put ``w``
     back, and ``update()`` lowers the scale.
 
     Args:
@@ -187,7 +187,7 @@ class SAM(torch.optim.Optimizer):
 
     @torch.no_grad()
     def restore(self) -> None:
-        """Put back the weights ``w`` saved by :meth:`first_step` (``w + eps_hat -> w``)."""
+        """Put back the weights ``w`` saved by `first_step()` (``w + eps_hat -> w``)."""
         for p, w in self._w.items():
             p.copy_(w)
         self._w.clear()
