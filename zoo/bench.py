@@ -118,6 +118,10 @@ CANDIDATES: dict[str, tuple[str, dict, int | None, str | None, bool]] = {
     "torch.AdamW(fused)": ("torch.optim:AdamW", {"lr": 1e-3, "fused": True}, 7, None, False),
 }
 REFERENCE_PACKAGES = ("dadaptation", "schedulefree", "dog-optimizer", "momo-opt", "pytorch-optimizer")
+# Reference constructors that take more than the zoo class's test settings.
+REFERENCE_EXTRA_KWARGS: dict[str, dict[str, str]] = {
+    "pytorch_optimizer:SAM": {"base_optimizer": "torch.optim:SGD"},  # a class, given as `module:Class`
+}
 
 
 def all_candidates() -> dict[str, tuple[str, dict, int | None, str | None, bool]]:
@@ -132,7 +136,8 @@ def all_candidates() -> dict[str, tuple[str, dict, int | None, str | None, bool]
         ref_name = info.reference.replace(":", ".") if info.reference else None
         out[f"zoo.{info.cls.__name__}"] = (path, dict(info.test_kwargs), None, ref_name, info.needs_closure)
         if info.reference and ref_name not in out:
-            out[ref_name] = (info.reference, dict(info.test_kwargs), None, None, info.needs_closure)
+            extra = {k: _load(v) for k, v in REFERENCE_EXTRA_KWARGS.get(info.reference, {}).items()}
+            out[ref_name] = (info.reference, {**info.test_kwargs, **extra}, None, None, info.needs_closure)
     return out
 
 
@@ -154,7 +159,8 @@ def _sig(x: float, digits: int = 4) -> float:
 
 
 def bench_optim(
-    n_params: int, device: torch.device, iters: int = 3, rounds: int = 2, log: Callable[[str], None] = print
+    n_params: int, device: torch.device, iters: int = 3, rounds: int = 2, log: Callable[[str], None] = print,
+    only: str = "*",
 ) -> dict:
     """Time every candidate on one parameter set; returns the JSON-ready record."""
     import torch
@@ -172,7 +178,25 @@ def bench_optim(
         f"{n / 1e6:.1f}M parameters in {len(params)} tensors on {device_name(str(device))}; "
         f"copy bandwidth {bandwidth / 1e9:.1f} GB/s"
     )
-    candidates = all_candidates()
+    import fnmatch
+
+    # `only` keeps the matching candidates, plus what they are compared with.
+    every = all_candidates()
+    keep = {n for n in every if fnmatch.fnmatch(n, only)}
+    keep |= {every[n][3] for n in keep if every[n][3]} | {"torch.AdamW(fused)"}
+    candidates = {n: c for n, c in every.items() if n in keep}
+    # Some candidates move the parameters off their start (Schedule-Free's train/eval swap) or
+    # clear the gradients inside step (SAM): every candidate starts from the same copies.
+    start = [(p.detach().clone(), p.grad.detach().clone()) for p in params]
+
+    def reset() -> None:
+        with torch.no_grad():
+            for p, (w, g) in zip(params, start):
+                p.copy_(w)
+                if p.grad is None:
+                    p.grad = g.clone()
+                else:
+                    p.grad.copy_(g)
     # Round robin: every candidate is timed in each round, so a burst of load from other
     # processes on a shared machine hits all of them rather than one; the best step is reported.
     times: dict[str, list[float]] = {}
@@ -181,6 +205,7 @@ def bench_optim(
             cls = _load(path)
             if cls is None or (kwargs.get("fused") and not _fused_ok(device)):
                 continue
+            reset()
             try:
                 opt = cls(params, **kwargs)
             except (TypeError, ValueError) as e:  # a reference whose constructor takes other arguments
@@ -190,7 +215,12 @@ def bench_optim(
                 opt.train()  # Schedule-Free-style optimizers step only in train mode
             # Methods that read the loss (or re-evaluate it) get a closure; the gradients are the
             # fixed random ones either way, so only the optimizer's own arithmetic is timed.
-            step = (lambda opt=opt: opt.step(lambda: torch.ones((), device=device))) if closure else opt.step
+            def restore_grads() -> torch.Tensor:  # a "backward": the fixed gradients again
+                for p, (_, g) in zip(params, start):
+                    p.grad = g
+                return torch.ones((), device=device)
+
+            step = (lambda opt=opt: opt.step(restore_grads)) if closure else opt.step
             # One warm-up step creates the state.
             times.setdefault(name, []).extend(step_times(step, device, warmup=1, iters=iters))
             del opt  # free its state before the next candidate
@@ -362,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     op.add_argument("--rounds", type=int, default=2, help="round-robin rounds over all optimizers")
     op.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     op.add_argument("--out", type=Path, default=None, help="write the JSON record here")
+    op.add_argument("--only", default="*", help="glob over candidate names, e.g. 'zoo.ScheduleFree*' (and their references)")
     sp = sub.add_parser("startup", help="process start-up of `python -m zoo.catalogue` and `python -m zoo.status`")
     sp.add_argument("--runs", type=int, default=9, help="timed processes per command (the median is reported)")
     sp.add_argument("--out", type=Path, default=None, help="write the JSON record here")
@@ -382,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     n = int(args.params or (300e6 if device.type == "cuda" else 20e6))
-    _write(bench_optim(n, device, iters=args.iters, rounds=args.rounds), args.out)
+    _write(bench_optim(n, device, iters=args.iters, rounds=args.rounds, only=args.only), args.out)
     return 0
 
 
