@@ -108,9 +108,11 @@ class _ScheduleFree(Optimizer):
     def _init_state(self, p: Tensor, state: dict[str, Any]) -> None:
         state["z"] = torch.clone(p, memory_format=torch.preserve_format).detach()
 
-    def _direction(self, group: dict[str, Any], ys: list[Tensor], grads: list[Tensor],
-                   states: list[dict[str, Any]], k: int, active: bool) -> list[Tensor] | None:
-        """The step direction ``d_t`` (new tensors; updates any moment state). None when not ``active``."""
+    def _update(self, group: dict[str, Any], ys: list[Tensor], zs: list[Tensor], grads: list[Tensor],
+                states: list[dict[str, Any]], k: int, lr: float, ckp1: float) -> None:
+        """The in-place step with direction ``d_t``: ``y <- (1 - c) y + c z + lr (beta (1 - c) - 1) d``,
+        ``z <- z - lr d`` (``lr`` is ``gamma_t``, ``c`` is ``c_{t+1}``); updates any moment state.
+        With ``lr == 0`` only the moment state moves. The gradients are read, never written."""
         raise NotImplementedError
 
     # -- modes
@@ -186,14 +188,8 @@ class _ScheduleFree(Optimizer):
                 states.append(state)
             if not ys:
                 continue
-            direction = self._direction(group, ys, grads, states, k, active=lr > 0.0)
-            if direction is None:  # lr 0: weight 0, so c = 0 and neither y nor z moves
-                continue
-            zs = [s["z"] for s in states]
-            beta = self._beta(group)
-            torch._foreach_lerp_(ys, zs, weight=ckp1)  # (1 - c) y_t + c z_t
-            torch._foreach_add_(ys, direction, alpha=lr * (beta * (1.0 - ckp1) - 1.0))
-            torch._foreach_add_(zs, direction, alpha=-lr)  # z_{t+1} = z_t - gamma_t d_t
+            # lr 0: weight 0, so c = 0 and neither y nor z moves (the variant skips them).
+            self._update(group, ys, [s["z"] for s in states], grads, states, k, lr, ckp1)
         return loss
 
 
@@ -246,12 +242,16 @@ class ScheduleFreeSGD(_ScheduleFree):
     def _beta(self, group: dict[str, Any]) -> float:
         return group["momentum"]
 
-    def _direction(self, group, ys, grads, states, k, active):
-        if not active:
-            return None
-        if group["weight_decay"] != 0.0:
-            return torch._foreach_add(grads, ys, alpha=group["weight_decay"])  # grad f(y) + lambda y
-        return [g.clone() for g in grads]  # the gradients stay as the closure left them
+    def _update(self, group, ys, zs, grads, states, k, lr, ckp1):
+        if lr == 0.0:
+            return
+        # Three passes as in the package: without weight decay d = g is read in place (never written);
+        # with it d = g + lambda y is a temporary (the package adds lambda y into p.grad instead).
+        decay = group["weight_decay"]
+        direction = torch._foreach_add(grads, ys, alpha=decay) if decay != 0.0 else grads
+        torch._foreach_lerp_(ys, zs, weight=ckp1)  # (1 - c) y_t + c z_t
+        torch._foreach_add_(ys, direction, alpha=lr * (group["momentum"] * (1.0 - ckp1) - 1.0))
+        torch._foreach_add_(zs, direction, alpha=-lr)  # z_{t+1} = z_t - gamma_t d_t
 
 
 class ScheduleFreeAdamW(_ScheduleFree):
@@ -312,20 +312,33 @@ class ScheduleFreeAdamW(_ScheduleFree):
         super()._init_state(p, state)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _direction(self, group, ys, grads, states, k, active):
-        beta2 = group["betas"][1]
+    def _update(self, group, ys, zs, grads, states, k, lr, ckp1):
+        beta1, beta2 = group["betas"]
         vs = [s["exp_avg_sq"] for s in states]
         torch._foreach_mul_(vs, beta2)
         torch._foreach_addcmul_(vs, grads, grads, value=1.0 - beta2)  # v_t
-        if not active:
-            return None
-        denom = torch._foreach_div(vs, 1.0 - beta2 ** (k + 1))  # bias correction
-        torch._foreach_sqrt_(denom)
-        torch._foreach_add_(denom, group["eps"])
-        direction = torch._foreach_div(grads, denom)
-        if group["weight_decay"] != 0.0:
-            torch._foreach_add_(direction, ys, alpha=group["weight_decay"])  # decay at y, after preconditioning
-        return direction
+        if lr == 0.0:
+            return
+        # The bias correction is folded into the scalars: with s = sqrt(1 - beta2^t),
+        # g / (sqrt(v / s^2) + eps) = s g / (sqrt(v) + s eps), so one temporary (the denominator) and
+        # no pass to divide v or to materialise d.
+        s = (1.0 - beta2 ** (k + 1)) ** 0.5
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_add_(denom, s * group["eps"])
+        a = lr * (beta1 * (1.0 - ckp1) - 1.0)
+        decay = group["weight_decay"]
+        if decay == 0.0:
+            torch._foreach_lerp_(ys, zs, weight=ckp1)  # (1 - c) y_t + c z_t
+            torch._foreach_addcdiv_(ys, grads, denom, value=a * s)
+            torch._foreach_addcdiv_(zs, grads, denom, value=-lr * s)  # z_{t+1} = z_t - gamma_t d_t
+            return
+        # Decay at y, after preconditioning: d / s = g / denom + (lambda / s) y, built in the temporary.
+        for g, dn in zip(grads, denom):
+            torch.div(g, dn, out=dn)
+        torch._foreach_add_(denom, ys, alpha=decay / s)
+        torch._foreach_lerp_(ys, zs, weight=ckp1)
+        torch._foreach_add_(ys, denom, alpha=a * s)
+        torch._foreach_add_(zs, denom, alpha=-lr * s)
 
 
 def bn_recalibrate(model: nn.Module, batches: Iterable[Any], optimizer: _ScheduleFree | None = None,
