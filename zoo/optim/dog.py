@@ -45,6 +45,9 @@ parameter receiving a gradient):
   (the package raises).
 
 Each step reads the per-tensor norms back to the host once (one device sync per step and device).
+On the CPU, norms of large tensors are taken by BLAS dot products, ``||x - x_0||`` chunk by chunk
+without a full-size temporary (rounding only: as accurate as ``torch.norm`` or more), and L-DoG
+applies its per-tensor steps in one pass each (``x.add_(g, alpha=-η)``, as the package does).
 """
 
 from __future__ import annotations
@@ -70,10 +73,64 @@ def _host(tensors: list[Tensor]) -> list[float]:
     for i, t in enumerate(tensors):
         by_device.setdefault(t.device, []).append(i)
     for idx in by_device.values():
-        values = torch.stack([tensors[i].to(torch.float64) for i in idx]).tolist()
+        same = len({tensors[i].dtype for i in idx}) == 1  # then no conversion: a float holds each value
+        values = torch.stack([tensors[i] if same else tensors[i].to(torch.float64) for i in idx]).tolist()
         for i, v in zip(idx, values):
             out[i] = v
     return out
+
+
+# Norms of large CPU tensors. ``||g||`` and ``||x_0||``: ``sqrt(g · g)`` by a BLAS dot product (one
+# read, accurate accumulation, about twice the speed of ``_foreach_norm``). ``||x - x_0||``: chunk by
+# chunk through one buffer that stays in cache, so memory traffic is one read of ``x`` and of
+# ``x_0`` with no full-size temporary. Small tensors (and other devices) keep ``_foreach_norm``.
+_CHUNK = 1 << 17  # elements
+_DOT_DTYPES = (torch.float32, torch.float64)
+
+
+def _large_cpu(t: Tensor) -> bool:
+    return t.device.type == "cpu" and t.numel() > _CHUNK and t.is_contiguous() and t.is_floating_point()
+
+
+def _norms(tensors: list[Tensor]) -> list[Tensor]:
+    """``||t||`` per tensor, as 0-dim tensors on the tensors' devices."""
+    out: list[Tensor | None] = [None] * len(tensors)
+    rest = []
+    for i, t in enumerate(tensors):
+        if _large_cpu(t) and t.dtype in _DOT_DTYPES:
+            flat = t.view(-1)
+            out[i] = torch.dot(flat, flat).sqrt()
+        else:
+            rest.append(i)
+    if rest:
+        for i, n in zip(rest, torch._foreach_norm([tensors[i] for i in rest])):
+            out[i] = n
+    return out  # type: ignore[return-value]
+
+
+def _distances(params: list[Tensor], x0s: list[Tensor]) -> list[Tensor]:
+    """``||x - x_0||`` per tensor, as 0-dim tensors on the tensors' devices."""
+    out: list[Tensor | None] = [None] * len(params)
+    rest, buffers = [], {}
+    for i, (p, x0) in enumerate(zip(params, x0s)):
+        if not (_large_cpu(p) and x0.is_contiguous() and x0.dtype == p.dtype):
+            rest.append(i)
+            continue
+        buf = buffers.get(p.dtype)
+        if buf is None:
+            buf = buffers[p.dtype] = torch.empty(_CHUNK, dtype=p.dtype)
+        dot = p.dtype in _DOT_DTYPES  # else (half precision) each chunk's norm is taken in float32
+        parts = []
+        for a, b in zip(p.view(-1).split(_CHUNK), x0.view(-1).split(_CHUNK)):
+            d = buf[: a.numel()]
+            torch.sub(a, b, out=d)
+            parts.append(torch.dot(d, d) if dot else torch.linalg.vector_norm(d, dtype=torch.float32).square())
+        out[i] = torch.stack(parts).sum().sqrt()  # sqrt of the sum of the chunks' sums of squares
+    if rest:
+        diffs = torch._foreach_sub([params[i] for i in rest], [x0s[i] for i in rest])
+        for i, n in zip(rest, torch._foreach_norm(diffs)):
+            out[i] = n
+    return out  # type: ignore[return-value]
 
 
 class DoG(Optimizer):
@@ -185,11 +242,11 @@ class DoG(Optimizer):
             if first:
                 for p in group["params"]:
                     self.state[p]["x0"] = p.detach().clone()
-                dist = list(torch._foreach_norm(group["params"]))  # ||x_0|| per tensor, for r_ε
+                dist = _norms(group["params"])  # ||x_0|| per tensor, for r_ε
             else:
                 x0s = [self.state[p]["x0"] for p in params]
-                dist = list(torch._foreach_norm(torch._foreach_sub(params, x0s)))  # ||x_t - x_0|| per tensor
-            gnorm = list(torch._foreach_norm(grads))
+                dist = _distances(params, x0s)  # ||x_t - x_0|| per tensor
+            gnorm = _norms(grads)
             work.append((group, idx, params, grads, first, len(norms), len(dist)))
             norms += dist + gnorm
         if not work:
@@ -205,8 +262,10 @@ class DoG(Optimizer):
             if isinstance(etas, float):
                 if etas != 0.0:
                     torch._foreach_add_(params, grads, alpha=-etas)  # x_{t+1} = x_t - η_t g_t
-            else:
-                torch._foreach_add_(params, torch._foreach_mul(grads, [-e for e in etas]))
+            else:  # one pass per tensor; a foreach multiply would first write a scaled copy of g
+                for p, g, e in zip(params, grads, etas):
+                    if e != 0.0:
+                        p.add_(g, alpha=-e)  # x_{t+1} = x_t - η_t g_t per tensor
         return loss
 
     def _update_group(self, group: dict[str, Any], idx: list[int], dist: list[float], gnorm: list[float],
