@@ -352,3 +352,40 @@ def test_argument_checks():
     assert DoG(p, reps_rel=0.0, init_eta=1.0).param_groups[0]["reps_rel"] == 0.0
     with pytest.raises(ValueError):
         PolynomialDecayAverager(nn.Linear(1, 1), gamma=-1.0)
+
+
+@needs_reference
+@pytest.mark.parametrize(("cls", "ref_name"), [(DoG, "DoG"), (LDoG, "LDoG")], ids=["dog", "ldog"])
+def test_the_chunked_cpu_path_for_large_tensors_matches_the_authors_package(cls, ref_name):
+    """Tensors above the slice size take the chunked distance and dot-product norms (the fast CPU
+    path); in float64 they must agree with the package as closely as the small-tensor path."""
+    from zoo.optim import dog as dog_module
+
+    n = 3 * dog_module._CHUNK + 17  # several slices and a remainder
+    g = torch.Generator().manual_seed(0)
+    w0 = torch.randn(n, generator=g, dtype=torch.float64)
+    small = torch.randn(7, generator=g, dtype=torch.float64)  # and one tensor on the old path
+    ours = [nn.Parameter(w0.clone()), nn.Parameter(small.clone())]
+    ref = [nn.Parameter(w0.clone()), nn.Parameter(small.clone())]
+    assert dog_module._large_cpu(ours[0]) and not dog_module._large_cpu(ours[1])
+    # init_eta makes the weights move far from x0 at once, so the distances decide the step sizes.
+    opt = cls(ours, weight_decay=1e-3, init_eta=1e-2)
+    ref_opt = getattr(dog_ref, ref_name)(ref, weight_decay=1e-3, init_eta=1e-2)
+    x0 = [p.detach().clone() for p in ours]
+    best, best_group = [0.0, 0.0], 0.0
+    for _ in range(6):
+        # rbar_t is the running maximum of the distance at the iterate the step starts from,
+        # computed here directly: one norm over the group for DoG, one per tensor for L-DoG.
+        dists = [float((p.detach() - x).norm()) for p, x in zip(ours, x0)]
+        best = [max(b, d) for b, d in zip(best, dists)]
+        best_group = max(best_group, math.sqrt(sum(d * d for d in dists)))
+        grads = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in ours]
+        for ps in (ours, ref):
+            for p, gr in zip(ps, grads):
+                p.grad = gr.clone()
+        opt.step()
+        ref_opt.step()
+        rbar = opt.param_groups[0]["rbar"]
+        assert rbar == pytest.approx(best_group if cls is DoG else best, rel=1e-9, abs=1e-300)
+    for a, b in zip(ours, ref):
+        assert float((a - b).detach().norm() / b.detach().norm()) < 1e-10
