@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REPO
 
-LIBRARY = ["optim", "losses", "pruning", "diffusion", "theory", "training"]
+LIBRARY = ["optim", "losses", "pruning", "diffusion", "theory", "training", "workloads"]
 REGISTRY = {"zoo.catalogue", "zoo.spec", "zoo.reproduce", "zoo.status", "zoo.results", "zoo.pipeline", "zoo.docs", "zoo.experiment",
             "zoo.harness", "zoo.history"}
 

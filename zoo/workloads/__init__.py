@@ -1,0 +1,1 @@
+"""Workload suites shared by a family's reproductions (one module per family)."""
