@@ -372,15 +372,10 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def _value(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, dict):
-        mean, low, high = v.get("mean"), v.get("low"), v.get("high")
-    else:
-        mean, low, high = v.mean, v.low, v.high
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+    """``mean [low, high]`` of a ClaimVerdict or ConditionResult."""
+    if math.isnan(v.mean):
         return "nan"
-    return f"{mean:+.3g} [{low:+.3g}, {high:+.3g}]"
+    return f"{v.mean:+.3g} [{v.low:+.3g}, {v.high:+.3g}]"
 
 
 def _head(entry: Entry, prov: Provenance) -> str:
@@ -410,14 +405,14 @@ def _device_class(prov: Provenance) -> str:
     return "cuda" if prov.device.startswith("cuda") else prov.device
 
 
-def compare(entry: Entry, run_dir: Path, recorded_dir: Path | None = None) -> tuple[str, bool]:
+def compare(entry: Entry, run_dir: Path) -> tuple[str, bool]:
     """A side-by-side table of a run against the recorded result, and whether every verdict agrees.
 
     Per claim: the recorded verdict and value, this run's, and whether the verdicts agree. Per
     metric: identical values (expected for the same seeds on the same device class) or the
     largest difference over seeds.
     """
-    recorded_dir = recorded_dir or entry.results_dir
+    recorded_dir = entry.results_dir
     try:
         rec_v = read_json_model(recorded_dir / "verdicts.json", Verdicts)
         rec_m = read_json_model(recorded_dir / "metrics.json", Metrics)
@@ -429,7 +424,8 @@ def compare(entry: Entry, run_dir: Path, recorded_dir: Path | None = None) -> tu
     new_p = read_json_model(run_dir / "provenance.json", Provenance)
     rows = [("claim", "recorded", "this run", "agree")]
     agree_all = True
-    for cid in sorted(set(rec_v.claims) | set(new_v.claims), key=lambda c: list(new_v.claims).index(c) if c in new_v.claims else 1e9):
+    # This run's claims in spec order, then those retired since the record.
+    for cid in [*new_v.claims, *(c for c in rec_v.claims if c not in new_v.claims)]:
         a, b = rec_v.claims.get(cid), new_v.claims.get(cid)
         ok = a is not None and b is not None and a.verdict == b.verdict
         # A claim registered or retired since the record has nothing to agree with.
@@ -668,14 +664,6 @@ def main(argv: list[str] | None = None) -> int:
         resolve_device(args.device)
         _experiment(entry)
         dest = destination(entry, args.quick, overrides, args.out)
-        prior = None
-        if args.record and (entry.results_dir / "verdicts.json").is_file():
-            # Keep the old record beside the new run until the swap, to compare the two afterwards.
-            import shutil
-            import tempfile
-
-            prior = Path(tempfile.mkdtemp(prefix=f"zoo-prior-{entry.id}-")) / "record"
-            shutil.copytree(entry.results_dir, prior)
         res = run_entry(entry, cfg, quick=args.quick, overrides=overrides, dest=dest, device=args.device,
                         progress=not args.no_progress, workers=args.workers, record=args.record)
     except (SpecError, OverrideError) as e:
@@ -685,15 +673,16 @@ def main(argv: list[str] | None = None) -> int:
         print(metrics_table(entry, res["metrics"], res["provenance"], dest))
         return 0
     print(verdict_table(entry, res["verdicts"], res["provenance"], dest))
+    # Compared before a --record swaps the run in, so the old record needs no copy.
+    had_record = (entry.results_dir / "verdicts.json").is_file()
+    table, agree = compare(entry, dest)
     if args.record:
         record(entry, dest)
         print(f"recorded: reproductions/{entry.id}/ and its dvc.lock stage; commit them with "
               f"`git add reproductions/{entry.id} dvc.lock`")
-        if prior is not None:
-            table, _ = compare(entry, entry.results_dir, prior)
+        if had_record:
             print(table.replace("compared with the record", "compared with the previous record"))
         return 0
-    table, agree = compare(entry, dest)
     print(table)
     return 1 if args.strict and not agree else 0
 
