@@ -25,7 +25,7 @@ from typing import Any
 from zoo.catalogue import Entry, load_yaml, repo_root
 from zoo.spec import Claim
 
-__all__ = ["RecordedVersion", "recorded_versions", "registration_problems", "is_git_checkout", "GitBlobs"]
+__all__ = ["RecordedVersion", "recorded_versions", "registration_problems", "claim_edit_problems", "is_git_checkout", "GitBlobs"]
 
 WORKING_TREE = "working tree"
 
@@ -170,18 +170,33 @@ def _claims_at(blobs: GitBlobs, commit: str, entry_id: str) -> dict[str, Claim] 
 
 def registration_problems(entry: Entry, root: Path | None = None) -> list[str]:
     """Why ``entry``'s recorded claims are not provably pre-registered and unedited ([] when they are)."""
-    root = root or repo_root()
+    record, edits = _problems(entry, root or repo_root())
+    return record + edits
+
+
+def claim_edit_problems(entry: Entry, root: Path | None = None) -> list[str]:
+    """Recorded claims edited or deleted since their first verdict: what no re-record can fix.
+
+    The current record's own faults (a dirty run, a claim its run commit lacked) are left out:
+    re-recording from a clean commit is their fix, so ``--record`` checks only these.
+    """
+    return _problems(entry, root or repo_root())[1]
+
+
+def _problems(entry: Entry, root: Path) -> tuple[list[str], list[str]]:
+    """(faults of the current record, edits or deletions of recorded claims)."""
     if entry.spec.reproduction is None or not (entry.results_dir / "verdicts.json").is_file():
-        return []
+        return [], []
     spec_file = f"specs/{entry.id}.yaml"
     if not is_git_checkout(root):
-        return [f"{root}: not a git checkout, so the claims' history cannot be proven; run the check in a clone"]
+        return [f"{root}: not a git checkout, so the claims' history cannot be proven; run the check in a clone"], []
     now = {c.id: c for c in entry.spec.claims}
     problems: list[str] = []
+    edits: list[str] = []
     with GitBlobs(root) as blobs:
         versions = recorded_versions(entry.id, root, blobs)
         if not versions:
-            return [f"reproductions/{entry.id}/verdicts.json has no readable recorded version; re-record with --record"]
+            return [f"reproductions/{entry.id}/verdicts.json has no readable recorded version; re-record with --record"], []
         cur = versions[-1]
         where = "the working tree's record" if cur.commit == WORKING_TREE else f"the record of commit {cur.commit[:10]}"
         if cur.run_dirty:
@@ -205,8 +220,8 @@ def registration_problems(entry: Entry, root: Path | None = None) -> list[str]:
                 first.setdefault(cid, v)
         for cid, v in first.items():
             if cid not in now:
-                problems.append(f"{spec_file}: claims.{cid}: recorded (commit {v.commit[:10]}) but deleted from the spec; "
-                                "recorded claims are never deleted: restore it and mark it `superseded`")
+                edits.append(f"{spec_file}: claims.{cid}: recorded (commit {v.commit[:10]}) but deleted from the spec; "
+                             "recorded claims are never deleted: restore it and mark it `superseded`")
                 continue
             then = _claims_at(blobs, v.run_commit, entry.id) if v.run_commit else None
             if then is None or cid not in then:
@@ -214,9 +229,9 @@ def registration_problems(entry: Entry, root: Path | None = None) -> list[str]:
             if then[cid].registered() != now[cid].registered():
                 changed = [k for k in ("condition", "requires", "verdict_rule")
                            if then[cid].registered()[k] != now[cid].registered()[k]]
-                problems.append(
+                edits.append(
                     f"{spec_file}: claims.{cid}: {', '.join(changed)} edited after its first verdict (recorded in "
                     f"commit {v.commit[:10]}, run at {v.run_commit[:10]}); claims are append-only: restore it and add "
                     "a new claim that supersedes it"
                 )
-    return problems
+    return problems, edits

@@ -471,7 +471,7 @@ def compare(entry: Entry, run_dir: Path) -> tuple[str, bool]:
 # ----------------------------------------------------------------------------- record
 def _check_recordable(entry: Entry, overrides: list[str], quick: bool, out: str | None) -> None:
     """--record writes the spec's own budget from a clean checkout whose claims pass the history check."""
-    from zoo.history import is_git_checkout, registration_problems
+    from zoo.history import claim_edit_problems, is_git_checkout
 
     f = f"specs/{entry.id}.yaml"
     if quick or overrides or out:
@@ -483,9 +483,7 @@ def _check_recordable(entry: Entry, overrides: list[str], quick: bool, out: str 
     if dirty:
         shown = ", ".join(dirty[:4]) + (" ..." if len(dirty) > 4 else "")
         raise OverrideError(f"{f}: --record needs a clean checkout, but git status lists {shown}; commit or stash them first")
-    # The current record's own faults (dirty, unregistered claims) are what re-recording fixes;
-    # an edited or deleted recorded claim is not.
-    problems = [p for p in registration_problems(entry) if "append-only" in p or "never deleted" in p]
+    problems = claim_edit_problems(entry)
     if problems:
         raise OverrideError(problems[0])
 
