@@ -13,6 +13,7 @@ import copy
 import pytest
 import torch
 
+from tests.optim.closures import mse_closure
 from zoo.optim.registry import OptimizerInfo, get_optimizer, list_optimizers
 
 OPTIMIZERS = list_optimizers()
@@ -36,12 +37,7 @@ def _make(info: OptimizerInfo, params, **kw):
 
 
 def _step(opt, model, x, y):
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        return loss
-
+    closure = mse_closure(opt, model, x, y)
     if opt_needs_closure(opt):
         return opt.step(closure)
     loss = closure()
@@ -79,14 +75,7 @@ def test_makes_progress_and_keeps_the_dtype(info, device, dtype):
 def test_step_with_closure_returns_the_loss(info):
     model, x, y = _problem()
     opt = _make(info, model.parameters())
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        return loss
-
-    loss = opt.step(closure)
+    loss = opt.step(mse_closure(opt, model, x, y))
     assert loss is not None and torch.isfinite(torch.as_tensor(loss))
 
 

@@ -19,6 +19,7 @@ import torch
 momo = pytest.importorskip("momo")
 
 from zoo.optim.momo import MoMo, MoMoAdam  # noqa: E402
+from tests.optim.closures import mse_closure
 
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
 STEPS = 40
@@ -51,16 +52,6 @@ def _groups(model, spec):
     return [{"params": [params[i]], **opts} for i, opts in zip(range(len(params)), spec)]
 
 
-def _closure(opt, model, x, y):
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        return loss
-
-    return closure
-
-
 def _lockstep(ours_cls, ref_cls, kwargs, dtype, groups=None, steps=STEPS):
     x, y = _data(dtype)
     m1, m2 = _model(dtype), _model(dtype)
@@ -70,8 +61,8 @@ def _lockstep(ours_cls, ref_cls, kwargs, dtype, groups=None, steps=STEPS):
     for _ in range(steps):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the package warns on several param groups
-            l2 = o2.step(_closure(o2, m2, x, y))
-        l1 = o1.step(_closure(o1, m1, x, y))
+            l2 = o2.step(mse_closure(o2, m2, x, y))
+        l1 = o1.step(mse_closure(o1, m1, x, y))
         torch.testing.assert_close(l1.detach(), l2.detach(), **tol)
         for p1, p2 in zip(m1.parameters(), m2.parameters()):
             torch.testing.assert_close(p1.grad, p2.grad, **tol)
@@ -140,16 +131,16 @@ def test_resume_mid_run_matches_the_uninterrupted_package(ours_cls, ref_cls, kwa
     m1 = _model(dtype)
     o1 = ours_cls(m1.parameters(), **kwargs)
     for _ in range(15):
-        ref.step(_closure(ref, m_ref, x, y))
-        o1.step(_closure(o1, m1, x, y))
+        ref.step(mse_closure(ref, m_ref, x, y))
+        o1.step(mse_closure(o1, m1, x, y))
     saved_model, saved_opt = copy.deepcopy(m1.state_dict()), copy.deepcopy(o1.state_dict())
     m2 = _model(dtype, seed=1)
     m2.load_state_dict(saved_model)
     o2 = ours_cls(m2.parameters(), **kwargs)
     o2.load_state_dict(saved_opt)
     for _ in range(15):
-        ref.step(_closure(ref, m_ref, x, y))
-        o2.step(_closure(o2, m2, x, y))
+        ref.step(mse_closure(ref, m_ref, x, y))
+        o2.step(mse_closure(o2, m2, x, y))
     for a, b in zip(m2.parameters(), m_ref.parameters()):
         torch.testing.assert_close(a.detach(), b.detach(), **TOL[dtype])
 
@@ -160,15 +151,15 @@ def test_explicit_loss_form_equals_the_closure_form(cls):
     m1, m2 = _model(torch.float64), _model(torch.float64)
     o1, o2 = cls(m1.parameters(), use_fstar=True), cls(m2.parameters(), use_fstar=True)
     for _ in range(10):
-        o1.step(_closure(o1, m1, x, y))
-        loss = _closure(o2, m2, x, y)()
+        o1.step(mse_closure(o1, m1, x, y))
+        loss = mse_closure(o2, m2, x, y)()
         assert o2.step(loss=loss) is loss
     for a, b in zip(m1.parameters(), m2.parameters()):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="exactly one"):
         o1.step()
     with pytest.raises(ValueError, match="exactly one"):
-        o1.step(_closure(o1, m1, x, y), loss=loss)
+        o1.step(mse_closure(o1, m1, x, y), loss=loss)
 
 
 # ----------------------------------------------------------------------------- by hand

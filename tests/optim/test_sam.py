@@ -17,6 +17,7 @@ pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
 import pytorch_optimizer.optimizer.sam as ref_sam_module  # noqa: E402
 
 from zoo.optim import SAM  # noqa: E402
+from tests.optim.closures import mse_closure
 
 TOL = 1e-10
 
@@ -50,16 +51,6 @@ def _data(seed=1):
     return x, torch.sin(x.sum(1, keepdim=True)) + 0.1 * torch.randn(32, 1, generator=g, dtype=torch.float64)
 
 
-def _closure(opt, model, x, y):
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        return loss
-
-    return closure
-
-
 def _groups(model, spec):
     """``spec`` None: all parameters in one group; else one dict of options per layer."""
     if spec is None:
@@ -86,7 +77,7 @@ def _pair(case, ref_cls):
 
 
 def _ref_step(ref, model, x, y):
-    closure = _closure(ref, model, x, y)
+    closure = mse_closure(ref, model, x, y)
     loss = closure()  # the reference expects the gradients at w before step(closure)
     ref.step(closure)
     return loss
@@ -103,7 +94,7 @@ def test_matches_the_reference_step_by_step(name, exact_reference):
     (ours, om), (ref, rm) = _pair(CASES[name], exact_reference)
     x, y = _data()
     for _ in range(25):
-        loss_ours = ours.step(_closure(ours, om, x, y))
+        loss_ours = ours.step(mse_closure(ours, om, x, y))
         loss_ref = _ref_step(ref, rm, x, y)
         assert abs(loss_ours.item() - loss_ref.item()) <= TOL
         _assert_close(om, rm)
@@ -114,7 +105,7 @@ def test_matches_the_unpatched_reference_to_float32_norm_precision():
     (ours, om), (ref, rm) = _pair(CASES["adaptive"], pytorch_optimizer.SAM)
     x, y = _data()
     for _ in range(10):
-        ours.step(_closure(ours, om, x, y))
+        ours.step(mse_closure(ours, om, x, y))
         _ref_step(ref, rm, x, y)
     _assert_close(om, rm, tol=1e-6)
 
@@ -124,7 +115,7 @@ def test_resume_from_state_dict_matches_the_reference(exact_reference):
     (ours, om), (ref, rm) = _pair(case, exact_reference)
     x, y = _data()
     for _ in range(5):
-        ours.step(_closure(ours, om, x, y))
+        ours.step(mse_closure(ours, om, x, y))
         _ref_step(ref, rm, x, y)
     saved_model, saved_opt = copy.deepcopy(om.state_dict()), copy.deepcopy(ours.state_dict())
     assert any("exp_avg" in s for s in saved_opt["state"].values()), "the base optimizer's state is saved"
@@ -135,7 +126,7 @@ def test_resume_from_state_dict_matches_the_reference(exact_reference):
     ours2.load_state_dict(saved_opt)
     assert ours2.base_optimizer.state is ours2.state and ours2.base_optimizer.param_groups is ours2.param_groups
     for _ in range(5):
-        ours2.step(_closure(ours2, om2, x, y))
+        ours2.step(mse_closure(ours2, om2, x, y))
         _ref_step(ref, rm, x, y)
     _assert_close(om2, rm)
 
@@ -170,13 +161,13 @@ def test_first_step_by_hand_on_a_linear_least_squares():
         torch.testing.assert_close(w.detach(), expected, rtol=0, atol=1e-12)
 
 
-def test_manual_first_and_second_step_equal_step_with_closure():
+def test_manual_first_and_second_step_equal_step_withmse_closure():
     x, y = _data()
     m1, m2 = _model(), _model()
     o1 = SAM(m1.parameters(), torch.optim.SGD, rho=0.2, lr=0.05, momentum=0.9)
     o2 = SAM(m2.parameters(), torch.optim.SGD, rho=0.2, lr=0.05, momentum=0.9)
     for _ in range(5):
-        o1.step(_closure(o1, m1, x, y))
+        o1.step(mse_closure(o1, m1, x, y))
         torch.nn.functional.mse_loss(m2(x), y).backward()
         o2.first_step(zero_grad=True)
         torch.nn.functional.mse_loss(m2(x), y).backward()
@@ -200,7 +191,7 @@ def test_scheduler_and_added_groups_reach_the_base_optimizer():
     assert opt.param_groups[1]["rho"] == 0.1 and opt.param_groups[1]["momentum"] == 0
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
     x, y = _data()
-    opt.step(_closure(opt, model, x, y))
+    opt.step(mse_closure(opt, model, x, y))
     sched.step()
     assert [g["lr"] for g in opt.base_optimizer.param_groups] == [0.05, 0.005]
 
@@ -234,7 +225,7 @@ def _plain_run(device, steps=5):
     model = _model().float().to(device)
     opt = SAM(model.parameters(), torch.optim.SGD, rho=0.1, lr=0.05, momentum=0.9)
     for _ in range(steps):
-        opt.step(_closure(opt, model, x, y))
+        opt.step(mse_closure(opt, model, x, y))
     return model
 
 
