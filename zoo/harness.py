@@ -103,9 +103,11 @@ class Experiment:
         import sys
 
         module = self.job.__module__
-        for name, value in vars(sys.modules[module]).items():
-            if value is self:
-                return (_lookup, (module, name))
+        # Built by a factory (zoo.experiments._optbench), it lives in another module than its job.
+        for mod in [module, *(m for m in list(sys.modules) if m.startswith("zoo.experiments.") and m != module)]:
+            for name, value in list(vars(sys.modules[mod]).items()):
+                if value is self:
+                    return (_lookup, (mod, name))
         raise TypeError(f"Experiment {self.name!r} must be a module-level name of {module} to run in worker processes")
 
 

@@ -26,11 +26,46 @@ import yaml
 
 from zoo.catalogue import Entry, load_all, load_yaml, module_file, repo_root
 
-__all__ = ["SHARED_DEPS", "RESULT_FILES", "METRIC_FILES", "stage_deps", "dvc_yaml", "write_dvc_yaml", "md5_path", "lock_entry", "write_lock_stage", "main"]
+__all__ = ["SHARED_STAGES", "SharedStage", "shared_stage_deps", "shared_stage_problems", "write_shared_lock_stage", "SHARED_DEPS", "RESULT_FILES", "METRIC_FILES", "stage_deps", "dvc_yaml", "write_dvc_yaml", "md5_path", "lock_entry", "write_lock_stage", "main"]
 
 SHARED_DEPS = ["zoo/training", "zoo/experiment.py", "zoo/harness.py", "zoo/results.py"]
 METRIC_FILES = ["metrics.json", "verdicts.json"]
 RESULT_FILES = [*METRIC_FILES, "provenance.json", "curves.json", "jobs.json", "plot.png"]
+
+
+class SharedStage:
+    """A recorded stage that several entries depend on (a family's tuned baselines), not a paper.
+
+    Its ``outs`` are in git like an entry's; an entry that uses them lists the file in its spec's
+    ``reproduction.code``, so a new recording makes exactly those entries stale.
+    """
+
+    def __init__(self, name: str, module: str, data: list[str], outs: list[str], cmd: str) -> None:
+        self.name, self.module, self.data, self.outs, self.cmd = name, module, data, outs, cmd
+
+
+SHARED_STAGES: dict[str, SharedStage] = {
+    "baselines_optim": SharedStage(
+        "baselines_optim", "zoo.experiments._optim_tuning", ["digits", "mnist1d", "mnist5k"],
+        ["reproductions/_baselines/optim/tuned.json", "reproductions/_baselines/optim/jobs.json"],
+        "python -m zoo.baselines optim --record",
+    ),
+}
+
+
+def active_shared_stages() -> list[SharedStage]:
+    """The shared stages some entry depends on (lists one of its outs in ``reproduction.code``)."""
+    used = {c for e in load_all().values() if e.spec.reproduction is not None for c in e.spec.reproduction.code}
+    return [st for st in SHARED_STAGES.values() if used & set(st.outs)]
+
+
+def shared_stage_deps(stage: SharedStage) -> list[str]:
+    deps = {*SHARED_DEPS, *(f"data/{d}" for d in stage.data)}
+    for f in code_closure([stage.module]):
+        rel = _rel(f)
+        if not any(rel == d or rel.startswith(d + "/") for d in SHARED_DEPS):
+            deps.add(rel)
+    return sorted(deps)
 
 
 def _rel(p: Path) -> str:
@@ -111,6 +146,8 @@ def dvc_yaml() -> dict[str, Any]:
             "outs": [{f"{out}/{f}": {"cache": False}} for f in RESULT_FILES if f not in METRIC_FILES],
             "metrics": [{f"{out}/{f}": {"cache": False}} for f in METRIC_FILES],
         }
+    for st in active_shared_stages():
+        stages[st.name] = {"cmd": st.cmd, "deps": shared_stage_deps(st), "outs": [{o: {"cache": False}} for o in st.outs]}
     return {"stages": stages}
 
 
@@ -186,13 +223,47 @@ def lock_entry(entry: Entry) -> dict[str, Any]:
 
 def write_lock_stage(entry: Entry) -> Path:
     """Replace ``entry``'s stage in ``dvc.lock`` (others kept as they are), atomically."""
+    return _write_lock(entry.id, lock_entry(entry))
+
+
+def write_shared_lock_stage(stage: SharedStage) -> Path:
+    """Replace the shared ``stage`` in ``dvc.lock`` with the files as they are now."""
+    root = repo_root()
+    return _write_lock(stage.name, {"cmd": stage.cmd, "deps": [_lock_item(root, d) for d in shared_stage_deps(stage)],
+                                    "outs": [_lock_item(root, o) for o in sorted(stage.outs)]})
+
+
+def shared_stage_problems(lock: dict[str, Any]) -> list[str]:
+    """Why each shared stage is not current (empty when all are): missing, a dep or an out changed."""
+    root = repo_root()
+    problems = []
+    for st in active_shared_stages():
+        rec = lock.get(st.name)
+        fix = f"re-record with `{st.cmd}`"
+        if rec is None:
+            problems.append(f"{st.name}: not in dvc.lock; {fix}")
+            continue
+        locked = {d["path"]: d.get("md5") for d in rec.get("deps", [])}
+        wanted = shared_stage_deps(st)
+        for p in sorted(set(wanted) ^ set(locked)):
+            problems.append(f"{st.name}: dependency set changed ({p}); {fix}")
+        for p in wanted:
+            if p in locked and md5_path(root / p) != locked[p]:
+                problems.append(f"{st.name}: {p} changed since the recorded run; {fix}")
+        for o in rec.get("outs", []):
+            if md5_path(root / o["path"]) != o.get("md5"):
+                problems.append(f"{st.name}: {o['path']} differs from dvc.lock; restore it or {fix}")
+    return problems
+
+
+def _write_lock(name: str, stage: dict[str, Any]) -> Path:
     path = repo_root() / "dvc.lock"
     lock: dict[str, Any] = {"schema": "2.0", "stages": {}}
     if path.is_file():
         lock = load_yaml(path.read_text()) or lock
         lock.setdefault("stages", {})
-    lock["stages"][entry.id] = lock_entry(entry)
-    order = [e.id for e in load_all().values() if e.spec.reproduction is not None]
+    lock["stages"][name] = stage
+    order = [e.id for e in load_all().values() if e.spec.reproduction is not None] + list(SHARED_STAGES)
     lock["stages"] = {k: lock["stages"][k] for k in sorted(lock["stages"], key=lambda k: (k not in order, order.index(k) if k in order else 0, k))}
     tmp = path.with_suffix(".lock.tmp")
     tmp.write_text(yaml.safe_dump(lock, sort_keys=False))

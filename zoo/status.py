@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from zoo.catalogue import Entry, SpecError, load_all, load_yaml, repo_root
-from zoo.pipeline import HEADER, RESULT_FILES, dvc_yaml, md5_path, stage_deps
+from zoo.pipeline import HEADER, RESULT_FILES, dvc_yaml, md5_path, shared_stage_problems, stage_deps
 from zoo.results import Metrics, Provenance, ResultsError, Verdicts, evaluate_claims, read_json_model
 
 __all__ = ["EntryStatus", "LockError", "collect", "read_lock", "check_dvc_yaml", "main"]
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         rows = collect(history=args.check)
-        global_problems = check_dvc_yaml() if args.check else []
+        global_problems = [*check_dvc_yaml(), *shared_stage_problems(read_lock())] if args.check else []
     except (SpecError, LockError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if not args.check else 1

@@ -2,7 +2,11 @@
 
 ``train`` runs epochs of on-device mini-batches, calls ``before_step(step, total_steps)`` before
 each optimizer step (pruning schedules hook in there), and records the mean training loss and,
-every ``eval_every`` epochs, test accuracy. ``loss`` defaults to cross-entropy on
+every ``eval_every`` epochs, test accuracy. Every step is ``optimizer.step(closure)``, the closure
+zeroing the gradients, computing the batch loss and back-propagating it: torch's optimizers call
+it once (the same arithmetic as calling it before ``step()``), methods that need the loss value
+(MoMo) or re-evaluate the gradient (SAM) get what they need, and :attr:`History.grad_evals`
+counts the gradient evaluations. ``loss`` defaults to cross-entropy on
 ``model(x)``; generative models pass their own ``loss(model, x, y)``.
 """
 
@@ -34,6 +38,7 @@ class History:
     train_loss: list[float] = field(default_factory=list)
     test_acc: list[float] = field(default_factory=list)
     extra: dict[str, list[float]] = field(default_factory=dict)
+    grad_evals: int = 0  # closure calls: forward-backward passes over a mini-batch
 
 
 @torch.no_grad()
@@ -82,10 +87,17 @@ def train(
         for xb, yb in data.batches(batch_size, generator):
             if before_step is not None:
                 before_step(step, total)
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss = loss(model, xb, yb)
-            batch_loss.backward()
-            optimizer.step()
+
+            def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> torch.Tensor:
+                optimizer.zero_grad(set_to_none=True)
+                value = loss(model, xb, yb)
+                value.backward()
+                hist.grad_evals += 1
+                return value
+
+            batch_loss = optimizer.step(closure)
+            if batch_loss is None:  # an optimizer that ignores the closure never ran it
+                raise TypeError(f"{type(optimizer).__name__}.step(closure) must call the closure and return its loss")
             if scheduler is not None:
                 scheduler.step()
             loss_sum += batch_loss.detach()
