@@ -20,6 +20,7 @@ import torch
 from zoo.catalogue import get, repo_root
 from zoo.experiments import schedule_free_optimization as exp
 from zoo.experiments._optbench import job_arms, slug, tuned_record
+from zoo.experiments._optim_tuning import ADAM_GRID, SGD_GRID
 from zoo.harness import Env, JobContext, JobRecord, Table, _seeded, run
 from zoo.optim.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 
@@ -47,7 +48,8 @@ def test_schedule_free_arms_build_the_papers_optimizers() -> None:
     cfg, _ = _cfg(quick=False)
     ms = exp._methods(cfg)
     for m, cls in (("sf_adamw", ScheduleFreeAdamW), ("sf_sgd", ScheduleFreeSGD)):
-        assert ms[m].lrs == tuple(cfg[f"{m}_lrs"]) and len(ms[m].lrs or ()) == 7, "a 7-point grid, as the baseline's"
+        grid = ADAM_GRID if m == "sf_adamw" else SGD_GRID
+        assert ms[m].lrs == tuple(cfg[f"{m}_lrs"]) == grid, "the baseline's own tuning grid: the same tuning effort"
         for lr in ms[m].lrs or ():
             opt, sched = ms[m].build([torch.nn.Parameter(torch.zeros(2))], 1000, lr, cfg, None)  # type: ignore[misc]
             g = opt.param_groups[0]

@@ -6,12 +6,12 @@ are evaluated at their averaged point ``x`` (the shared loop calls ``optimizer.e
 
 * ``sf_adamw``: :class:`zoo.optim.schedule_free.ScheduleFreeAdamW` (betas (0.9, 0.999), weight
   decay 0.01 as the AdamW baseline's, linear warmup over the first ``warmup_fraction`` (5%) of
-  the steps, no schedule after it), on a 7-point learning-rate grid picked by mean
-  **validation** accuracy; the grid is the baseline's tuning grid moved up half a decade
-  (``sf_adamw_lrs``), since the paper and the package advise a larger learning rate than the
-  scheduled method's.
+  the steps, no schedule after it), on the AdamW baseline's own learning-rate tuning grid
+  (``sf_adamw_lrs``, :data:`zoo.experiments._optim_tuning.ADAM_GRID`) picked by mean
+  **validation** accuracy;
 * ``sf_sgd``: :class:`zoo.optim.schedule_free.ScheduleFreeSGD` (momentum 0.9, the same warmup, no
-  weight decay as the SGD baseline), on its 7-point grid ``sf_sgd_lrs`` picked the same way.
+  weight decay as the SGD baseline), on the SGD baseline's grid (``sf_sgd_lrs``,
+  :data:`~zoo.experiments._optim_tuning.SGD_GRID`) picked the same way.
 * ``adamw_cosine`` / ``sgdm_cosine``: the family's tuned baselines (``tuned.json``): AdamW (weight
   decay 0.01) / SGD with momentum 0.9, cosine annealing to 0 over the ``T`` epochs of the run,
   at the learning rate tuned on validation for that horizon.
