@@ -128,6 +128,8 @@ def test_band_width_by_hand() -> None:
     assert exp.band_width(lrs, [90.0, 89.0, math.nan, 90.0, 90.0], 1.0) == pytest.approx(1.0), \
         "ties go to the smaller lr; NaN never qualifies"
     assert exp.band_width(lrs, [80.0, 85.0, 90.0, 85.0, 80.0], 5.0) == pytest.approx(2.0)
+    assert exp.band_width(lrs, [90.0, 80.0, 90.0, 89.5, 70.0], 1.0) == pytest.approx(0.0), \
+        "of two tied best points, the band is the smaller lr's"
 
 
 def _hand_table(cfg: dict[str, Any]) -> Table:
