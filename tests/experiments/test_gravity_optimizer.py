@@ -127,3 +127,4 @@ def test_quick_run_has_every_metric(quick_run: Any) -> None:
         for ref in c.refs():
             arm, metric = ref.split(".")
             assert arm in spec.reproduction.arms and metric in spec.reproduction.metrics, ref
+            assert len(quick_run.metrics[arm][metric]) == 1, f"the quick run must produce {ref}"

@@ -176,6 +176,7 @@ def test_quick_run_has_every_metric_and_panel(quick_run: Any) -> None:
         for ref in c.refs():
             arm, metric = ref.split(".")
             assert arm in spec.reproduction.arms and metric in spec.reproduction.metrics, ref
+            assert len(quick_run.metrics[arm][metric]) == 1, f"the quick run must produce {ref}"
     titles = [c.title for c in quick_run.curves]
     assert sum("vs constant learning rate" in t for t in titles) == len(exp.PAIRS) * len(cfg["workloads"])
     for c in quick_run.curves:

@@ -159,6 +159,27 @@ def quick_run() -> Any:
     return run(exp.EXPERIMENT, cfg, seeds, _env(), workers=1)
 
 
+def test_the_wide_arm_picks_over_both_grids_by_validation() -> None:
+    cfg = {**_cfg(quick=False)[0], "workloads": ["mnist1d_mlp"]}
+    ms = exp._methods(cfg)
+    assert ms["sf_sgd_hi"].build is ms["sf_sgd"].build and ms["sf_sgd_hi"].lrs == (30.0, 100.0)
+    seeds, recs = [0, 1], []
+    for arm, (m, w, lr) in job_arms(ms, cfg).items():
+        n = exp._epochs(cfg, w) // (2 if m.endswith("_half") else 1)
+        for s in seeds:
+            val = {("sf_sgd_hi", 30.0): 90.0, ("sf_sgd", 10.0): 85.0}.get((m, lr), 50.0)
+            test = 40.0 if (m, lr) == ("sf_sgd_hi", 30.0) else 70.0  # the validation pick is not the test-best
+            series = [test - 1.0 + e / 100 for e in range(1, n + 1)]
+            recs.append(JobRecord(arm, s, {"test_acc": test, "val_acc": val, "train_loss": 0.1, "grad_evals": 1.0,
+                                           "diverged": 0.0, **({"lr": lr} if lr else {})},
+                                  {"test_acc": series, "val_acc": series, "train_loss": series}))
+    derived = exp.EXPERIMENT.derive(cfg, Table(seeds, recs))  # type: ignore[misc]
+    assert derived["sf_sgd_wide"]["mnist1d_mlp_lr"] == [30.0, 30.0]
+    assert derived["sf_sgd_wide"]["mnist1d_mlp_test_acc"] == [40.0, 40.0]
+    assert derived["sf_sgd_wide"]["mnist1d_mlp_test_acc_half"] == pytest.approx([39.15, 39.15])
+    assert derived["sf_sgd"]["mnist1d_mlp_lr"] == [10.0, 10.0], "sf_sgd itself stays on its own grid"
+
+
 def test_quick_run_has_every_metric(quick_run: Any) -> None:
     spec = get(ID).spec
     assert set(spec.reproduction.arms) <= set(quick_run.metrics)
@@ -166,6 +187,7 @@ def test_quick_run_has_every_metric(quick_run: Any) -> None:
         for ref in c.refs():
             arm, metric = ref.split(".")
             assert arm in spec.reproduction.arms and metric in spec.reproduction.metrics, ref
+            assert len(quick_run.metrics[arm][metric]) == 1, f"the quick run must produce {ref}"
     for m in exp.FULL_LENGTH:
         assert {"digits_logreg_test_acc_quarter", "digits_logreg_test_acc_half"} <= set(quick_run.metrics[m])
     for c in quick_run.curves:

@@ -12,6 +12,10 @@ are evaluated at their averaged point ``x`` (the shared loop calls ``optimizer.e
 * ``sf_sgd``: :class:`zoo.optim.schedule_free.ScheduleFreeSGD` (momentum 0.9, the same warmup, no
   weight decay as the SGD baseline), on the SGD baseline's grid (``sf_sgd_lrs``,
   :data:`~zoo.experiments._optim_tuning.SGD_GRID`) picked the same way.
+* ``sf_sgd_hi`` and ``sf_sgd_wide`` (added after the first record, whose ``sf_sgd`` chose the top
+  of its grid on both workloads): ``sf_sgd`` at the two learning rates above that grid
+  (``sf_sgd_hi_lrs``: 30, 100), and the validation-best point of the union of both grids
+  (:func:`widen`), with its anytime metrics.
 * ``adamw_cosine`` / ``sgdm_cosine``: the family's tuned baselines (``tuned.json``): AdamW (weight
   decay 0.01) / SGD with momentum 0.9, cosine annealing to 0 over the ``T`` epochs of the run,
   at the learning rate tuned on validation for that horizon.
@@ -29,14 +33,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from zoo.experiments._optbench import Method, optbench, slug, tuned, tuned_record
+from zoo.experiments._optbench import Method, lr_grid_best, optbench, slug, tuned, tuned_record
 from zoo.experiments._optim_tuning import build_baseline
 from zoo.harness import Table
 from zoo.optim.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 from zoo.training import TensorData
 from zoo.workloads.optim import Workload, get_workload, run
 
-__all__ = ["EXPERIMENT", "anytime", "checkpoints", "half_horizon"]
+__all__ = ["EXPERIMENT", "anytime", "checkpoints", "half_horizon", "widen"]
 
 FULL_LENGTH = ("sf_adamw", "sf_sgd", "adamw_cosine", "sgdm_cosine")
 
@@ -60,13 +64,16 @@ def half_horizon(baseline: str) -> Any:
 
 def _methods(cfg: dict[str, Any]) -> dict[str, Method]:
     wd = float(cfg["adamw_weight_decay"])
+
+    def sf_sgd(p: Any, steps: int, lr: float, c: dict[str, Any], w: Workload) -> Any:
+        return ScheduleFreeSGD(p, lr=lr, momentum=0.9, warmup_steps=_warmup(c, steps)), None
+
     return {
         "sf_adamw": Method(build=lambda p, steps, lr, c, w: (
             ScheduleFreeAdamW(p, lr=lr, betas=(0.9, 0.999), weight_decay=wd, warmup_steps=_warmup(c, steps)), None),
             lrs=tuple(float(v) for v in cfg["sf_adamw_lrs"])),
-        "sf_sgd": Method(build=lambda p, steps, lr, c, w: (
-            ScheduleFreeSGD(p, lr=lr, momentum=0.9, warmup_steps=_warmup(c, steps)), None),
-            lrs=tuple(float(v) for v in cfg["sf_sgd_lrs"])),
+        "sf_sgd": Method(build=sf_sgd, lrs=tuple(float(v) for v in cfg["sf_sgd_lrs"])),
+        "sf_sgd_hi": Method(build=sf_sgd, lrs=tuple(float(v) for v in cfg["sf_sgd_hi_lrs"])),
         "adamw_cosine": tuned("adamw_cosine", lambda p, steps, lr, c, w: build_baseline("adamw_cosine", p, steps, lr)),
         "sgdm_cosine": tuned("sgdm_cosine", lambda p, steps, lr, c, w: build_baseline("sgdm_cosine", p, steps, lr)),
         "adamw_cosine_half": Method(run=half_horizon("adamw_cosine")),
@@ -84,6 +91,25 @@ def _epochs(cfg: dict[str, Any], w: str) -> int:
     return int(over.get(w, get_workload(w).epochs))
 
 
+def _anytime_of(cfg: dict[str, Any], table: Table, arm: str, w: str) -> dict[str, list[float]]:
+    rows = table.series(arm, "test_acc")
+    return {f"{w}_test_acc_{name}": [row[epoch - 1] for row in rows]
+            for name, epoch in checkpoints(_epochs(cfg, w)).items()}
+
+
+def widen(cfg: dict[str, Any], table: Table, derived: dict[str, dict[str, list[float]]]) -> None:
+    """``sf_sgd_wide``: the validation-best point of ``sf_sgd``'s and ``sf_sgd_hi``'s grids together."""
+    ms = _methods(cfg)
+    row: dict[str, list[float]] = {}
+    for w in cfg["workloads"]:
+        metric, higher = get_workload(w).objective
+        arms = [(f"{m}__{w}__lr{slug(lr)}", lr) for m in ("sf_sgd", "sf_sgd_hi") for lr in ms[m].lrs or ()]
+        pick, _ = lr_grid_best(table, arms, metric, higher)
+        row.update({f"{w}_{k}": v for k, v in table.metrics_of(pick).items()})
+        row.update(_anytime_of(cfg, table, pick, w))
+    derived["sf_sgd_wide"] = row
+
+
 def anytime(cfg: dict[str, Any], table: Table, derived: dict[str, dict[str, list[float]]]) -> None:
     """``<workload>_test_acc_quarter`` / ``_half`` of the full-length arms, from their per-epoch series."""
     ms = _methods(cfg)
@@ -93,9 +119,8 @@ def anytime(cfg: dict[str, Any], table: Table, derived: dict[str, dict[str, list
                 arm = f"{m}__{w}"
             else:
                 arm = f"{m}__{w}__lr{slug(derived[m][f'{w}_lr'][0])}"
-            rows = table.series(arm, "test_acc")
-            for name, epoch in checkpoints(_epochs(cfg, w)).items():
-                derived[m][f"{w}_test_acc_{name}"] = [row[epoch - 1] for row in rows]
+            derived[m].update(_anytime_of(cfg, table, arm, w))
+    widen(cfg, table, derived)
 
 
 EXPERIMENT = optbench("schedule_free_optimization", _methods, extra_derive=anytime,
