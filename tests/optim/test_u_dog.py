@@ -287,3 +287,23 @@ def test_parameter_without_gradient_stays_and_starts_later():
     for _ in range(4):
         opt.step(closure)
     assert float(z.detach()) < 5.0 and torch.equal(opt.state[z]["x0"], torch.tensor([5.0], dtype=torch.float64))
+
+
+def test_parameter_that_loses_its_gradient_stays_at_its_average():
+    x = nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    z = nn.Parameter(torch.tensor([5.0], dtype=torch.float64))
+    opt = UDoG([x, z], reps_rel=0.1)
+    use_z = True
+
+    def closure():
+        opt.zero_grad()
+        loss = 0.5 * (x - 3).pow(2).sum() + (0.5 * (z - 3).pow(2).sum() if use_z else 0.0)
+        loss.backward()
+        return loss
+    for _ in range(4):
+        opt.step(closure)
+    z_then = z.detach().clone()
+    use_z = False
+    for _ in range(3):
+        opt.step(closure)
+    assert torch.equal(z.detach(), z_then) and torch.equal(opt.state[z]["xbar"], z_then)

@@ -96,8 +96,7 @@ def _curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
         bands = {k: (lo[:n], hi[:n]) for k, (lo, hi) in bands.items()}
         steps = table.metric(f"{arms[1]}__lstsq", "grad_evals")[0] / max(n_one or 1, 1)
         x = [2.0 * steps * (i + 1) for i in range(n)]
-        out.append(Curve(title=f"least squares, {title}: log10(F - F*) at each method's output "
-                               f"(mean, min-max, {len(table.seeds)} seeds)",
+        out.append(Curve(title=f"lstsq, {title}\n(each method's output; mean, min-max, {len(table.seeds)} seeds)",
                          x=x, series=series, bands=bands, xlabel="gradient evaluations",
                          ylabel="log10(F - F*)", logx=per_epoch == 1))
     return out
