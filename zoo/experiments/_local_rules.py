@@ -182,7 +182,7 @@ def grid_derive(grids: Callable[[dict[str, Any]], dict[str, list[float]]]):
 
 
 def with_curves(exp: Experiment, grids: Callable[[dict[str, Any]], dict[str, list[float]]],
-                fixed: Callable[[dict[str, Any]], list[str]]) -> Experiment:
+                fixed: Callable[[dict[str, Any]], list[str]], lr_label: str = "learning rate (Adam)") -> Experiment:
     """``exp`` with plots of the reported arms: test accuracy per epoch, and accuracy vs lr per grid."""
 
     def curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
@@ -204,7 +204,7 @@ def with_curves(exp: Experiment, grids: Callable[[dict[str, Any]], dict[str, lis
                 label = f"{name} (lr {lr:g}, by validation)"
                 series[label], bands[label] = mean_band(table.series(f"{name}_lr{slug(lr)}__{wname}", "test_acc"))
             n = len(next(iter(series.values())))
-            out.append(Curve(title=f"{w.description}: test accuracy per epoch (mean, min-max, {len(table.seeds)} seeds)",
+            out.append(Curve(title=f"{w.description}: test acc. per epoch ({len(table.seeds)} seeds, min-max)",
                              x=[float(e) for e in range(1, n + 1)], series=series, bands=bands, xlabel="epoch",
                              ylabel="test accuracy (%)"))
             sens, style = {}, {}
@@ -220,8 +220,8 @@ def with_curves(exp: Experiment, grids: Callable[[dict[str, Any]], dict[str, lis
                 if arms and all(a in table for a in arms):
                     sens[m], style[m] = [statistics.fmean(table.metric(a, "val_acc")) for a in arms], "s--"
             if sens and xs is not None and len(xs) > 1:
-                out.append(Curve(title=f"{w.description}: final validation accuracy vs learning rate (mean, {len(table.seeds)} seeds)",
-                                 x=xs, series=sens, style=style, xlabel="learning rate (Adam)", ylabel="validation accuracy (%)",
+                out.append(Curve(title=f"{w.description}: final val. acc. vs lr (mean, {len(table.seeds)} seeds)",
+                                 x=xs, series=sens, style=style, xlabel=lr_label, ylabel="validation accuracy (%)",
                                  logx=True))
         return out
 

@@ -38,4 +38,4 @@ def _methods(cfg: dict[str, Any]) -> dict[str, Method]:
 
 
 EXPERIMENT = with_curves(optbench("instant_parameter_update_backprop", _methods, extra_derive=grid_derive(_grids)), _grids,
-                         lambda cfg: ["sgd", "adam_tuned"])
+                         lambda cfg: ["sgd", "adam_tuned"], lr_label="learning rate (plain SGD)")
