@@ -161,8 +161,9 @@ def test_a_parameter_without_gradient_contributes_zeros_and_stays():
     assert _rel(_flat(opt.inverse_fisher_product(x)), explicit_ihvp(G, _flat(x), 1e-2)) < 1e-9
 
 
-def test_resume_continues_the_window():
-    params = _params()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_resume_continues_the_window(dtype):
+    params = _params(dtype)
     opt = MFAC(params, lr=0.1, ngrads=3, damp=1e-2, momentum=0.5)
     stream = _random_grads(params, 8)
     for grads in stream[:4]:
@@ -174,6 +175,7 @@ def test_resume_continues_the_window():
     params2 = [torch.nn.Parameter(t.clone()) for t in saved_p]
     opt2 = MFAC(params2, lr=0.1, ngrads=3, damp=1e-2, momentum=0.5)
     opt2.load_state_dict(saved)
+    assert opt2.state[params2[0]]["dots"].dtype == torch.float64
     for grads in stream[4:]:
         _feed(opt2, params2, grads)
     assert all(torch.equal(p.detach(), q.detach()) for p, q in zip(params, params2))

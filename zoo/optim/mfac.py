@@ -54,7 +54,8 @@ Implementation notes and departures from the authors' code:
   authors' code; ``lr``, ``momentum`` and ``weight_decay`` may differ per group (the authors'
   momentum and weight decay are global; with one group the two agree);
 * the window is stored per parameter (its columns of ``G``), so that ``state_dict`` holds it and
-  resumes bit-exactly; ``G G^T`` and the ring index live in the state of the first parameter;
+  resumes bit-exactly; ``G G^T`` (float64) and the ring index live in the state of the first
+  parameter, and ``load_state_dict`` keeps ``G G^T`` in float64;
 * a parameter without a gradient contributes zeros to the new row of ``G`` (its entries of ``g``
   are 0) and is not moved (the authors' code requires every gradient);
 * the ``m x m`` algebra runs in float64 whatever the parameters' dtype (the authors' runs in the
@@ -220,6 +221,14 @@ class MFAC(Optimizer):
             corr = w.T @ coef.to(w)  # G^T (G G^T + m lambda I)^-1 G x
             out.append(((x.reshape(-1) - corr) / self.damp).reshape(p.shape))
         return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; ``G G^T`` stays float64 (torch would cast it to the parameter's dtype)."""
+        dots = [v["dots"] for v in state_dict["state"].values() if "dots" in v]
+        super().load_state_dict(state_dict)
+        if dots:
+            anchor = self._params()[0]
+            self.state[anchor]["dots"] = dots[0].detach().clone().to(device=anchor.device, dtype=torch.float64)
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
