@@ -136,10 +136,11 @@ def _ae_job(cfg: dict[str, Any], method: str, lr: float | None, data: TensorData
            "ae_grad_evals": metrics["grad_evals"], "ae_diverged": metrics["diverged"]}
     if lr is not None:
         out["ae_lr"] = lr
-    # per-iteration training loss (the loss at each step's starting point), on SFN's clock for the _evals arms
+    # per-iteration training loss (the loss at each step's starting point), on SFN's clock for the
+    # _evals arms: point i is the loss after (i - 1) * per gradient evaluations, as SFN's point i
     curve = series["train_loss"]
     if method.endswith("_evals"):
-        curve = curve[per - 1 :: per]
+        curve = curve[::per]
     return JobOutput(out, {"ae_train_loss": [min(v, 1e3) for v in curve]})
 
 
@@ -245,18 +246,19 @@ def _curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
             label = m if m in ("sfn", "newton") else f"{m} (lr {derived[m]['ae_lr'][0]:g}, by validation)"
             series[label], bands[label] = mean_band(table.series(arm_of(m, "ae"), "ae_train_loss"))
         k = len(next(iter(series.values())))
-        out.append(Curve(title=f"digits autoencoder, {title}: training MSE (mean, min-max, {n} seeds)",
+        out.append(Curve(title=f"autoencoder, {title} ({n} seeds)",
                          x=[float(i) for i in range(1, k + 1)], series=series, bands=bands, logy=True,
-                         xlabel="saddle-free Newton iteration (baselines: same gradient evaluations)"
-                         if "evaluations" in title else "iteration", ylabel="training MSE"))
+                         xlabel="SFN iteration (baselines: same gradient evaluations)"
+                         if "evaluations" in title else "iteration", ylabel="training MSE (mean, min-max)"))
     series, bands = {}, {}
     for m in ("sfn", "newton", "gd", "gdm"):
-        label = m if m in ("sfn", "newton") else f"{m} (lr {derived[m]['toy_lr'][0]:g}, equal gradient evaluations)"
+        label = m if m in ("sfn", "newton") else f"{m} (lr {derived[m]['toy_lr'][0]:g})"
         series[label], bands[label] = mean_band(table.series(arm_of(m, "toy"), "toy_depth"))
     k = len(next(iter(series.values())))
-    out.append(Curve(title=f"synthetic saddle: depth f(w) / f* (1 = minimum, 0 = saddle level; mean, min-max, {n} seeds)",
+    out.append(Curve(title=f"synthetic saddle ({n} seeds)",
                      x=[float(i) for i in range(1, k + 1)], series=series, bands=bands,
-                     xlabel="saddle-free Newton iteration (baselines: same gradient evaluations)", ylabel="depth"))
+                     xlabel="SFN iteration (baselines: same gradient evaluations)",
+                     ylabel="depth f(w)/f* (1: minimum, 0: saddle)"))
     return out
 
 
