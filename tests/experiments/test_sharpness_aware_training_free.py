@@ -50,7 +50,7 @@ def test_saf_equals_sgd_until_the_kl_starts_and_then_departs(monkeypatch):
     assert s_saf["train_loss"][:2] == s_sgd["train_loss"][:2]
     assert s_saf["train_loss"][2] != s_sgd["train_loss"][2]
     assert m_saf["grad_evals"] == m_sgd["grad_evals"]  # one forward-backward pass per step
-    assert m_saf["lam_max"] > 0 and m_saf["step_ms"] > 0
+    assert m_saf["lam_max"] > 0 and m_saf["step_ms"] > 0 and m_saf["step_cpu_ms"] > 0
 
 
 def test_sam_arm_uses_the_configured_rho(monkeypatch):
@@ -63,9 +63,12 @@ def test_sam_arm_uses_the_configured_rho(monkeypatch):
 
 def test_log10_step_ms_is_derived_for_every_arm():
     recs = [JobRecord(a, s, {"step_ms": 10.0 * (1 + s)}, {}) for a in ("x",) for s in (0, 1)]
-    derived = {"sgd": {"mnist5k_cnn_step_ms": [10.0, 20.0], "mnist5k_cnn_test_acc": [1.0, 1.0]}}
+    derived = {"sgd": {"mnist5k_cnn_step_ms": [10.0, 20.0], "mnist5k_cnn_step_cpu_ms": [100.0, 1.0],
+                       "mnist5k_cnn_test_acc": [1.0, 1.0]}}
     exp._derive({}, Table([0, 1], recs), derived)
     assert derived["sgd"]["mnist5k_cnn_log10_step_ms"] == pytest.approx([1.0, math.log10(20.0)])
+    assert derived["sgd"]["mnist5k_cnn_log10_step_cpu_ms"] == pytest.approx([2.0, 0.0])
+    assert "mnist5k_cnn_log10_test_acc" not in derived["sgd"]
 
 
 def test_claims_reference_produced_metrics():

@@ -9,7 +9,8 @@ metrics:
   ``sharpness_iters`` Lanczos steps (:func:`zoo.optim.curvature.top_hessian_eigenvalue`);
 * ``step_ms``: the median wall time of one optimizer step, ``step(closure)`` with its forward and
   backward passes (two for SAM) and, for SAF, the memory read/write and the KL, timed inside the
-  job (evaluations excluded); ``step_ms_mean``, its mean;
+  job (evaluations excluded); ``step_ms_mean``, its mean; ``step_cpu_ms``, the median CPU time of
+  the job's thread per step (on a shared CPU the wall time also counts the waits for a core);
 * with ``noise > 0``: the training *and validation* labels are corrupted by :func:`symmetric_noise`
   (one seeded draw, the same for every arm and seed; the test labels stay clean), so any selection
   on validation sees noisy labels only, as a practitioner would.
@@ -120,21 +121,29 @@ def tuned_lr(workload: str, baseline: str = "sgdm_cosine") -> float:
 
 
 class StepTimer:
-    """Wraps an optimizer's ``step`` (a bound method set on the instance) to record each call's wall time."""
+    """Wraps an optimizer's ``step`` (a bound method set on the instance) to record each call's time.
+
+    ``times``: wall time (``perf_counter``, after a CUDA synchronisation on a GPU); ``cpu_times``:
+    the calling thread's CPU time (``thread_time``). On a CPU with one torch thread every forward
+    and backward kernel runs in the calling thread, so the CPU time is the step's compute cost
+    whatever else the machine is running, where the wall time also counts the waits for a core.
+    """
 
     def __init__(self, opt: torch.optim.Optimizer, device: str | torch.device) -> None:
         self.times: list[float] = []
+        self.cpu_times: list[float] = []
         inner = opt.step
         cuda = torch.device(device).type == "cuda"
 
         def step(_opt: torch.optim.Optimizer, closure: Any = None) -> Any:
             if cuda:
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             out = inner(closure)
             if cuda:
                 torch.cuda.synchronize()
             self.times.append(time.perf_counter() - t0)
+            self.cpu_times.append(time.thread_time() - c0)
             return out
 
         opt.step = types.MethodType(step, opt)  # type: ignore[method-assign]  # bound: schedulers re-wrap it
@@ -175,6 +184,7 @@ def arm(build: Build, *, saf: dict[str, Any] | None = None, noise: bool = False,
         times = timer[0].times
         metrics["step_ms"] = 1000.0 * statistics.median(times)
         metrics["step_ms_mean"] = 1000.0 * statistics.fmean(times)
+        metrics["step_cpu_ms"] = 1000.0 * statistics.median(timer[0].cpu_times)
         return metrics, series
 
     return go
