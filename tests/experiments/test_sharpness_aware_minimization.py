@@ -75,6 +75,7 @@ def test_the_builders_use_the_tuned_lr_and_the_stated_optimizer():
     assert exp.sgd(0.03)(p, {}, w).param_groups[0]["lr"] == 0.03
     s = exp.sam(0.2)(p, {}, w)
     assert isinstance(s, SAM) and s.param_groups[0]["rho"] == 0.2 and s.param_groups[0]["lr"] == lr
+    assert exp.sam(0.05, 0.01)(p, {}, w).param_groups[0]["lr"] == 0.01
     assert type(s.base_optimizer) is torch.optim.SGD and s.param_groups[0]["momentum"] == 0.9
 
 
@@ -129,6 +130,8 @@ def test_grid_arms_are_picked_by_validation_not_test():
         recs += [_record("sgd_noisy_lr0_03__digits_mlp", s, 80.0, 70.0), _record("sgd_noisy_lr0_3__digits_mlp", s, 70.0, 80.0)]
         recs += [_record("sgd_2x_noisy_lr0_03__digits_mlp", s, 60.0, 90.0), _record("sgd_2x_noisy_lr0_3__digits_mlp", s, 61.0, 50.0)]
         recs += [_record("sam_noisy_rho0_05__digits_mlp", s, 70.0, 50.0), _record("sam_noisy_rho0_2__digits_mlp", s, 69.0, 90.0)]
+        recs += [_record("sam_noisy_rho0_05_lr0_03__digits_mlp", s, 60.0, 99.0),
+                 _record("sam_noisy_rho0_05_lr0_3__digits_mlp", s, 65.0, 40.0)]
     table = Table([0, 1], recs)
     derived = {"sam": {"digits_mlp_test_acc": [99.0, 99.0]}, "sam_rho0_2": {}, "sgd_noisy_lr0_03": {}}
     exp._derive(cfg, table, derived)
@@ -136,11 +139,14 @@ def test_grid_arms_are_picked_by_validation_not_test():
     assert derived["sgd_noisy"]["digits_mlp_lr"] == [0.03, 0.03] and derived["sgd_noisy"]["digits_mlp_test_acc"] == [70.0, 70.0]
     assert derived["sgd_2x_noisy"]["digits_mlp_lr"] == [0.3, 0.3]
     assert derived["sam_noisy"]["digits_mlp_rho"] == [0.05, 0.05]
+    assert derived["sam_noisy_lr_tuned"]["digits_mlp_lr"] == [0.3, 0.3]
+    assert derived["sam_noisy_lr_tuned"]["digits_mlp_test_acc"] == [40.0, 40.0]
     assert "sam" in derived and "sam_rho0_2" not in derived and "sgd_noisy_lr0_03" not in derived
 
 
 def test_the_spec_arms_cover_the_derived_arms_and_the_quick_config_runs_every_arm_kind():
     r = get("sharpness_aware_minimization").spec.reproduction
-    assert set(r.arms) == {"sgd", "sgd_2x", "sam", "sam_tuned", "sgd_noisy", "sgd_2x_noisy", "sam_noisy"}
+    assert set(r.arms) == {"sgd", "sgd_2x", "sam", "sam_tuned", "sgd_noisy", "sgd_2x_noisy", "sam_noisy",
+                           "sam_noisy_lr_tuned"}
     ms = exp._methods({**r.config, **r.quick.config})
     assert {"sgd", "sgd_2x", "sam"} <= set(ms) and any(m.startswith("sam_noisy") for m in ms)

@@ -13,7 +13,10 @@ and batch order per seed; see ``specs/sharpness_aware_minimization.yaml`` for th
 * ``*_noisy`` (noisy workloads): labels corrupted by ``cfg["noise"]`` symmetric noise (training and
   validation; test clean). ``sgd_noisy`` and ``sgd_2x_noisy`` pick their learning rate from
   ``cfg["noisy_lrs"]`` and ``sam_noisy`` its ``rho`` from ``cfg["rhos"]`` (at the clean tuned
-  lr), each by mean *noisy* validation accuracy: the same number of configurations per arm.
+  lr), each by mean *noisy* validation accuracy: the same number of configurations per arm;
+  ``sam_noisy_lr_tuned`` is SAM at rho 0.05 with its learning rate picked from the same
+  ``cfg["noisy_lrs"]`` by noisy validation, the same tuning as ``sgd_noisy`` (added after the
+  first record: ``sgd_noisy`` picked lr 0.01 while ``sam_noisy`` stays at the clean lr 0.3).
 
 Each job also reports ``lam_max`` / ``log10_lam_max`` (top Hessian eigenvalue at the final weights)
 and ``step_ms`` (see :mod:`zoo.experiments._sharpness`).
@@ -43,11 +46,11 @@ def sgd(lr: float | None = None):  # type: ignore[no-untyped-def]
     return build
 
 
-def sam(rho: float):  # type: ignore[no-untyped-def]
-    """SAM(rho) around SGD(momentum 0.9) at the tuned ``sgdm_cosine`` lr; the arm adds the cosine."""
+def sam(rho: float, lr: float | None = None):  # type: ignore[no-untyped-def]
+    """SAM(rho) around SGD(momentum 0.9) at ``lr`` (None: the tuned ``sgdm_cosine`` lr); the arm adds the cosine."""
 
     def build(params, cfg, w):  # type: ignore[no-untyped-def]
-        return SAM(params, torch.optim.SGD, rho=rho, lr=tuned_lr(w.name), momentum=0.9)
+        return SAM(params, torch.optim.SGD, rho=rho, lr=tuned_lr(w.name) if lr is None else lr, momentum=0.9)
 
     return build
 
@@ -55,13 +58,15 @@ def sam(rho: float):  # type: ignore[no-untyped-def]
 def _grid(cfg: dict[str, Any]) -> dict[str, dict[str, tuple[str, ...]]]:
     """Derived grid arm -> {workload: candidate methods} (selected by validation in :func:`_derive`)."""
     rhos = [float(r) for r in cfg["rhos"]]
-    out: dict[str, dict[str, tuple[str, ...]]] = {"sam_tuned": {}, "sgd_noisy": {}, "sgd_2x_noisy": {}, "sam_noisy": {}}
+    out: dict[str, dict[str, tuple[str, ...]]] = {"sam_tuned": {}, "sgd_noisy": {}, "sgd_2x_noisy": {}, "sam_noisy": {},
+                                                  "sam_noisy_lr_tuned": {}}
     for w in cfg.get("grid_workloads", []):
         out["sam_tuned"][w] = tuple("sam" if r == 0.05 else f"sam_rho{slug(r)}" for r in rhos)
     for w in cfg.get("noisy_workloads", []):
         out["sgd_noisy"][w] = tuple(f"sgd_noisy_lr{slug(float(x))}" for x in cfg["noisy_lrs"])
         out["sgd_2x_noisy"][w] = tuple(f"sgd_2x_noisy_lr{slug(float(x))}" for x in cfg["noisy_lrs"])
         out["sam_noisy"][w] = tuple(f"sam_noisy_rho{slug(r)}" for r in rhos)
+        out["sam_noisy_lr_tuned"][w] = tuple(f"sam_noisy_rho0_05_lr{slug(float(x))}" for x in cfg["noisy_lrs"])
     return out
 
 
@@ -82,6 +87,8 @@ def _methods(cfg: dict[str, Any]) -> dict[str, Method]:
             m[f"sgd_2x_noisy_lr{slug(x)}"] = Method(run=arm(sgd(x), noise=True, epochs_factor=2), workloads=noisy_w)
         for r in (float(x) for x in cfg["rhos"]):
             m[f"sam_noisy_rho{slug(r)}"] = Method(run=arm(sam(r), noise=True), workloads=noisy_w)
+        for x in (float(v) for v in cfg["noisy_lrs"]):
+            m[f"sam_noisy_rho0_05_lr{slug(x)}"] = Method(run=arm(sam(0.05, x), noise=True), workloads=noisy_w)
     return m
 
 
@@ -102,14 +109,15 @@ def _derive(cfg: dict[str, Any], table: Table, derived: dict[str, dict[str, list
             for k, v in table.metrics_of(pick).items():
                 row[f"{w}_{k}"] = v
             n = len(table.seeds)
-            if name.startswith("sgd"):
+            if name.startswith("sgd") or name == "sam_noisy_lr_tuned":
                 row[f"{w}_lr"] = [float(c.rsplit("_lr", 1)[1].replace("_", "."))] * n
             else:
                 row[f"{w}_rho"] = [rhos[c] if c in rhos else float(c.rsplit("_rho", 1)[1].replace("_", "."))] * n
         if row:
             derived[name] = row
+    candidates = {c for per_w in grid.values() for cands in per_w.values() for c in cands} - {"sam"}
     for m in list(derived):
-        if "_rho" in m or "_lr" in m:
+        if m in candidates:
             del derived[m]
 
 
