@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REPO
 
-LIBRARY = ["optim", "losses", "pruning", "diffusion", "theory", "training", "workloads"]
+LIBRARY = ["optim", "losses", "pruning", "diffusion", "theory", "training", "workloads", "learning_rules"]
 REGISTRY = {"zoo.catalogue", "zoo.spec", "zoo.reproduce", "zoo.status", "zoo.results", "zoo.pipeline", "zoo.docs", "zoo.experiment",
             "zoo.harness", "zoo.history"}
 

@@ -502,8 +502,118 @@ def family_page(family: str, entries: dict[str, Entry]) -> str:
             "",
             _FILTER,
             _entry_table(path, es, family=False, summary=True, table_id="zoo-catalogue"),
+            *(workload_comparison(path, es) if family == "optimizer" else []),
         ]
     )
+
+
+# ----------------------------------------------------------------------------- optimizer comparison
+_WORKLOAD_METRICS = (("test_acc", "final test accuracy (%)", True), ("subopt", "log10 suboptimality", False))
+TUNED_FILE = "reproductions/_baselines/optim/tuned.json"
+
+
+def _interval(values: list[float]) -> str:
+    from zoo.results import student_t_quantile
+
+    xs = [float(v) for v in values if math.isfinite(float(v))]
+    n = len(xs)
+    if n == 0:
+        return "–"
+    mean = sum(xs) / n
+    if n < 2:
+        return f"{mean:.4g} (1 seed)"
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    h = student_t_quantile(0.975, n - 1) * sd / math.sqrt(n)
+    return fmt_interval(mean, mean - h, mean + h).replace("+", "")
+
+
+def comparison_rows(entries: list[Entry]) -> dict[str, list[tuple[Entry, str, str, list[float], float | None]]]:
+    """``{workload: [(entry, arm, metric, per-seed values, lr or None)]}`` from every recorded optimizer entry.
+
+    An entry takes part when its spec's config names ``workloads`` (the shared suite, through
+    ``zoo.experiments._optbench``) and its record has ``<workload>_test_acc`` (or ``_subopt``) metrics.
+    """
+    out: dict[str, list[tuple[Entry, str, str, list[float], float | None]]] = {}
+    for e in sorted(entries, key=lambda e: e.id):
+        r = e.spec.reproduction
+        if r is None or not isinstance(r.config.get("workloads"), list):
+            continue
+        rec = read_recorded(e)
+        if rec.metrics is None:
+            continue
+        for w in r.config["workloads"]:
+            for arm, ms in rec.metrics.arms.items():
+                for metric, _, _ in _WORKLOAD_METRICS:
+                    key = f"{w}_{metric}"
+                    if key in ms:
+                        lr = ms.get(f"{w}_lr")
+                        out.setdefault(w, []).append((e, arm, metric, list(ms[key]), float(lr[0]) if lr else None))
+    return out
+
+
+def _tuned_table() -> list[str]:
+    import json
+
+    from zoo.catalogue import repo_root
+
+    f = repo_root() / TUNED_FILE
+    if not f.is_file():
+        return []
+    try:
+        rec = json.loads(f.read_text())
+        rows = rec["baselines"]
+    except (ValueError, KeyError):
+        return [_note(f"{TUNED_FILE} is unreadable.")]
+    names = sorted({b for r in rows.values() for b in r})
+    lines = [
+        "### Tuned baselines",
+        "",
+        "Tuned once for the whole family on each workload's validation split "
+        f"(`python -m zoo.baselines optim`, seeds {', '.join(str(s) for s in rec.get('provenance', {}).get('seeds', []))}); "
+        "every entry that compares with a baseline runs it at this learning rate. "
+        "Cells: the chosen learning rate and its mean validation metric; † marks a choice at the edge of its grid.",
+        "",
+        "| Workload | " + " | ".join(_code(b) for b in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for w, r in rows.items():
+        cells = []
+        for b in names:
+            v = r.get(b)
+            cells.append("–" if v is None else f"{v['lr']:g} ({v['value']:.4g}){' †' if v.get('at_edge') else ''}")
+        lines.append(f"| {_code(w)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def workload_comparison(path: str, entries: list[Entry]) -> list[str]:
+    """Every optimizer arm of every recorded entry on every shared workload, with its interval."""
+    rows = comparison_rows(entries)
+    tuned = _tuned_table()
+    if not rows and not tuned:
+        return []
+    lines = [
+        "",
+        "## Every optimizer on the shared workloads",
+        "",
+        "Each entry runs its arms on the family's shared workload suite (`zoo.workloads.optim`), on its "
+        "own seeds; the table gathers their recorded results. Values are means over seeds with a 95% "
+        "Student-t interval. Rows of one workload come from different entries, which may differ in "
+        "seeds and budget (see each entry's page): compare within an entry for a claim, across entries "
+        "for orientation. Each entry's plot shows its learning-rate sensitivity curves.",
+        "",
+        *tuned,
+    ]
+    for w, items in rows.items():
+        label = dict((m, t) for m, t, _ in _WORKLOAD_METRICS)
+        higher = dict((m, h) for m, _, h in _WORKLOAD_METRICS)
+        metric = items[0][2]
+        items = sorted(items, key=lambda it: -(sum(it[3]) / len(it[3])) if higher[it[2]] else sum(it[3]) / len(it[3]))
+        lines += [f"### {_code(w)}", "", f"| Entry | Arm | {label[metric]} | lr | seeds |", "|---|---|---|---|---|"]
+        for e, arm, m, vals, lr in items:
+            lines.append(f"| {_paper_link(path, e)} | {_code(arm)} | {_interval(vals)} | "
+                         f"{'–' if lr is None else f'{lr:g}'} | {len(vals)} |")
+        lines.append("")
+    return lines
 
 
 # ----------------------------------------------------------------------------- paper pages
