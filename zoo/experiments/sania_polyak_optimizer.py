@@ -137,8 +137,13 @@ def _derive_gaps(cfg: dict[str, Any], table: Table, derived: dict[str, dict[str,
         row[f"{wname}_lr"] = [lr] * len(table.seeds)
 
 
+_PLOTTED = ("sania_adagrad_inv", "sania_adagrad_inv_scaled", "sania_adagrad", "sania_adagrad_scaled",
+            "adam_tuned", "adam_tuned_scaled", "adam_default_scaled")
+
+
 def _plot(cfg: dict[str, Any]) -> list[str]:
-    return [m for m in _methods(cfg) if not m.startswith("adam_scaled_lr")]
+    """The per-epoch panels: the invariant SANIA, the authors' default floor and Adam, each with its scaled twin."""
+    return list(_PLOTTED)
 
 
 EXPERIMENT = optbench("sania_polyak_optimizer", _methods, extra_derive=_derive_gaps, plot_methods=_plot)

@@ -25,11 +25,14 @@ being the closure's own, unless an inner step finds a zero gradient.)
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 from typing import Any
 
 import torch
 from torch import nn
 
+from zoo.experiment import Curve
 from zoo.experiments._optbench import Method, optbench, slug, tuned
 from zoo.experiments._optim_tuning import build_baseline
 from zoo.harness import Table
@@ -80,4 +83,36 @@ def _derive(cfg: dict[str, Any], table: Table, derived: dict[str, dict[str, list
         derived["sso"][f"{w}_speedup"] = [speedup(x, y) for x, y in zip(a, b)]
 
 
-EXPERIMENT = optbench("target_based_surrogates", _methods, extra_derive=_derive)
+def _picked(table: Table, method: str, w: str, lr: float | None) -> str:
+    return f"{method}__{w}" if lr is None else f"{method}__{w}__lr{slug(lr)}"
+
+
+def _loss_curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
+    """Training loss against expensive gradients (the claims' axis), one panel per workload, log scale."""
+    derived = _BENCH.derive(cfg, table)  # type: ignore[misc]
+    out = []
+    for w in cfg["workloads"]:
+        series: dict[str, list[float]] = {}
+        x: list[float] = []
+        for m in ("sso", "sso_m1", "sgd", "sgdm_tuned"):
+            lr = None if m == "sgdm_tuned" else derived[m][f"{w}_lr"][0]
+            arm = _picked(table, m, w, lr)
+            per_seed = table.series(arm, "train_loss")
+            mean = [statistics.fmean(v) for v in zip(*per_seed)]
+            per_epoch = table.metric(arm, "grad_evals")[0] / len(mean)
+            x = [per_epoch * (e + 1) for e in range(len(mean))]
+            series[m if lr is None else f"{m} ({'eta' if m.startswith('sso') else 'lr'} {lr:g}, by validation)"] = mean
+        out.append(Curve(title=f"{w}: training loss vs expensive gradients (mean, {len(table.seeds)} seeds)", x=x,
+                         series=series, xlabel="expensive gradients (mini-batch dL/dz evaluations)",
+                         ylabel="training loss (epoch mean)", logy=True))
+    return out
+
+
+_BENCH = optbench("target_based_surrogates", _methods, extra_derive=_derive)
+
+
+def _curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
+    return _loss_curves(cfg, table) + (_BENCH.curves(cfg, table) if _BENCH.curves else [])
+
+
+EXPERIMENT = dataclasses.replace(_BENCH, curves=_curves)
