@@ -66,11 +66,13 @@ def test_every_arm_builds_the_optimizer_it_names():
     built = {name: m.build(p, 100, None, {}, None) for name, m in ap._methods({}).items()}
     assert type(built["dog__const"][0]) is DoG and built["dog__const"][1] is None
     assert type(built["dadapt_adam__cos"][0]) is DAdaptAdam and built["dadapt_adam__cos"][1] is not None
-    sf, sched = built["sf_adamw__lr01_warm"]
-    assert type(sf) is ScheduleFreeAdamW and sched is None and sf.defaults["warmup_steps"] == 5
-    assert sf.defaults["lr"] == 0.01 and built["sf_adamw__lr0025"][0].defaults["lr"] == 0.0025
-    nad = built["nadamw__lr003_cos_warm"][0]
-    assert type(nad) is torch.optim.NAdam and nad.defaults["lr"] == 3e-3 and nad.defaults["decoupled_weight_decay"]
+    sf, sched = built["sf_adamw__lr03"]
+    assert type(sf) is ScheduleFreeAdamW and sched is None and sf.defaults["warmup_steps"] == 0
+    assert sf.defaults["lr"] == 0.03 and built["sf_adamw__lr0025"][0].defaults["lr"] == 0.0025
+    nad, nsched = built["nadamw__lr03_cos_warm"]
+    assert type(nad) is torch.optim.NAdam and nad.defaults["lr"] == 3e-2 and nad.defaults["decoupled_weight_decay"]
+    assert nsched.lr_lambdas[0](0) == pytest.approx(0.2), "a 5% warmup: step 1 of 5 at a fifth of the rate"
+    assert list(ap.CONFIGS["sf_adamw"])[0] == "lr0025", "Schedule-Free's default is its package's lr"
     # a warmup + cosine schedule: 5 warmup steps to the peak, then down to 0 at the end
     opt, sched = built["dadapt_adam__cos_warm"]
     f = sched.lr_lambdas[0]

@@ -16,8 +16,8 @@ compares them with a NadamW baseline calibrated the same way. Here:
 
   Each method has the same calibration effort, four configurations: the LRF methods with
   {constant, cosine} schedule x {no warmup, linear warmup over 5% of the steps}; Schedule-Free
-  (which has no schedule) with lr {0.0025, 0.01} x the same warmups; NadamW with cosine decay and
-  lr {1e-3, 3e-3} x the same warmups. No weight decay anywhere. The *literature default* of an LRF
+  (which has no schedule) with lr {0.0025, 0.01, 0.03, 0.1}, no warmup; NadamW with a 5% warmup,
+  cosine decay and lr {0.003, 0.01, 0.03, 0.1}. No weight decay anywhere. The *literature default* of an LRF
   method is its package default: constant lr 1 without warmup (Schedule-Free: lr 0.0025, no
   warmup), which is one of its four configurations.
 * **Calibration** (on validation): per method, the configuration whose runs reach each
@@ -64,10 +64,13 @@ METHODS = (*LRF, "nadamw")
 CONFIGS: dict[str, dict[str, tuple[float, bool, float]]] = {
     **{m: {"const": (1.0, False, 0.0), "const_warm": (1.0, False, 0.05),
            "cos": (1.0, True, 0.0), "cos_warm": (1.0, True, 0.05)} for m in ("dog", "dadapt_adam", "prodigy")},
-    "sf_adamw": {"lr0025": (0.0025, False, 0.0), "lr0025_warm": (0.0025, False, 0.05),
-                 "lr01": (0.01, False, 0.0), "lr01_warm": (0.01, False, 0.05)},
-    "nadamw": {"lr001_cos": (1e-3, True, 0.0), "lr001_cos_warm": (1e-3, True, 0.05),
-               "lr003_cos": (3e-3, True, 0.0), "lr003_cos_warm": (3e-3, True, 0.05)},
+    # The learning-rate-based methods search the learning rate over 1.5 decades centred on the
+    # family's tuned Adam rates (0.01-0.3 on these workloads). A first calibration space
+    # (Schedule-Free lr {0.0025, 0.01}, NadamW lr {1e-3, 3e-3}) lay below all of them.
+    "sf_adamw": {"lr0025": (0.0025, False, 0.0), "lr01": (0.01, False, 0.0),
+                 "lr03": (0.03, False, 0.0), "lr1": (0.1, False, 0.0)},
+    "nadamw": {"lr003_cos_warm": (3e-3, True, 0.05), "lr01_cos_warm": (1e-2, True, 0.05),
+               "lr03_cos_warm": (3e-2, True, 0.05), "lr1_cos_warm": (0.1, True, 0.05)},
 }
 TAU_MAX = 4.0
 
