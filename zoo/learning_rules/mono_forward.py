@@ -44,8 +44,8 @@ class MonoForwardNet(nn.Module):
 
     Example:
         >>> net = MonoForwardNet(64, [32, 32], 10)
-        >>> [g.shape for g in net(torch.rand(4, 64))]
-        [torch.Size([4, 10]), torch.Size([4, 10])]
+        >>> print([tuple(g.shape) for g in net(torch.rand(4, 64))])
+        [(4, 10), (4, 10)]
     """
 
     def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int) -> None:

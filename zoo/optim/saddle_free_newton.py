@@ -146,7 +146,7 @@ class SaddleFreeNewton(Optimizer):
         ...     loss.backward(create_graph=True)
         ...     return loss
         >>> _ = opt.step(closure)  # w[0] -> 0 (Newton), w[1] doubles (away from the saddle)
-        >>> [round(v, 6) for v in w.tolist()]
+        >>> print([round(v, 6) for v in w.tolist()])
         [0.0, 0.002]
 
     References:

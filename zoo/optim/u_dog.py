@@ -115,7 +115,7 @@ class UDoG(Optimizer):
         ...     loss.backward()
         ...     return loss
         >>> loss = opt.step(closure)
-        >>> opt.param_groups[0]["step"]
+        >>> opt.param_groups[0].get("step")
         1
 
     References:
