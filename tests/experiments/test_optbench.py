@@ -47,9 +47,11 @@ def tuned_file(tmp_path, monkeypatch):
     return f
 
 
-def _experiment(tuned_file):
+def _experiment(tuned_file, monkeypatch):
     exp = ob.optbench("optbench_test", _methods, tuned_file=tuned_file)
-    globals()["EXP"] = exp  # a module-level name, so worker processes can find it
+    # Worker processes find an experiment by a module-level name; the builder's module is where
+    # the harness looks first (forked workers inherit the attribute).
+    monkeypatch.setattr(ob, "OPTBENCH_TEST_EXPERIMENT", exp, raising=False)
     return exp
 
 
@@ -87,7 +89,7 @@ def test_grid_pick_follows_validation_not_test_and_ties_go_to_the_smaller_lr():
 
 
 def test_a_run_wires_grid_tuned_and_fixed_methods(tuned_file, monkeypatch):
-    exp = _experiment(tuned_file)
+    exp = _experiment(tuned_file, monkeypatch)
     env = Env("cpu", REPO / "data", quick=True)
     res = run(exp, CFG, [0, 1], env, workers=1)
     m = res.metrics
@@ -110,10 +112,10 @@ def test_a_run_wires_grid_tuned_and_fixed_methods(tuned_file, monkeypatch):
     assert again.metrics == res.metrics, "identical for any number of workers"
 
 
-def test_a_missing_tuned_baseline_names_the_file_and_the_fix(tmp_path):
+def test_a_missing_tuned_baseline_names_the_file_and_the_fix(tmp_path, monkeypatch):
     f = tmp_path / "tuned.json"
     f.write_text(json.dumps({"baselines": {"digits_logreg": {}}}))
-    exp = _experiment(f)
+    exp = _experiment(f, monkeypatch)
     with pytest.raises(KeyError, match="no tuned 'adam' for workload 'digits_logreg'"):
         run(exp, {**CFG, "workloads": ["digits_logreg"]}, [0], Env("cpu", REPO / "data"), workers=1)
     with pytest.raises(FileNotFoundError, match="zoo.baselines optim --record"):
