@@ -117,7 +117,7 @@ CANDIDATES: dict[str, tuple[str, dict, int | None, str | None, bool]] = {
     "torch.AdamW(foreach)": ("torch.optim:AdamW", {"lr": 1e-3, "foreach": True}, 7, None, False),
     "torch.AdamW(fused)": ("torch.optim:AdamW", {"lr": 1e-3, "fused": True}, 7, None, False),
 }
-REFERENCE_PACKAGES = ("dadaptation", "schedulefree", "dog-optimizer", "momo-opt", "pytorch-optimizer")
+REFERENCE_PACKAGES = ("dadaptation", "schedulefree", "dog-optimizer", "momo-opt", "pytorch-optimizer", "prodigyopt")
 # Reference constructors that take more than the zoo class's test settings.
 REFERENCE_EXTRA_KWARGS: dict[str, dict[str, str]] = {
     "pytorch_optimizer:SAM": {"base_optimizer": "torch.optim:SGD"},  # a class, given as `module:Class`

@@ -81,3 +81,20 @@ def test_startup_bench_writes_a_complete_record(tmp_path: Path, capsys: pytest.C
 def test_startup_bench_refuses_a_failing_command() -> None:
     with pytest.raises(RuntimeError, match="`broken` exited with 1: boom"):
         startup_times({"broken": ["-c", "import sys; sys.exit('boom')"]}, runs=1)
+
+
+def test_the_recorded_bench_lists_every_zoo_optimizer_with_both_ratios() -> None:
+    """reproductions/_bench/optim-cpu.json covers the registry: a new optimizer needs a new bench record."""
+    import json
+
+    from tests.conftest import REPO
+    from zoo.optim.registry import list_optimizers
+
+    rec = json.loads((REPO / "reproductions" / "_bench" / "optim-cpu.json").read_text())
+    rows = {r["name"]: r for r in rec["results"]}
+    for info in list_optimizers():
+        row = rows.get(f"zoo.{info.cls.__name__}")
+        assert row is not None, f"zoo.{info.cls.__name__} is not in the bench record; re-run `python -m zoo.bench optim --out ...`"
+        assert row["ratio_to_fused_adamw"] is not None
+        if info.reference:
+            assert row["speedup_vs_reference"] is not None, info.name
