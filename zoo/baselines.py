@@ -33,7 +33,7 @@ FAMILIES = {"optim": "zoo.experiments._optim_tuning"}
 def tune(family: str, *, quick: bool = False, workers: int | None = None, device: str = "cpu") -> dict[str, Any]:
     """Run the tuning of ``family``; returns the ``tuned.json`` content and the job records."""
     from zoo import harness
-    from zoo.reproduce import _git, device_name, package_versions
+    from zoo.reproduce import _git, device_name, dirty_files, package_versions
 
     mod = importlib.import_module(FAMILIES[family])
     cfg = dict(mod.CONFIG)
@@ -55,7 +55,7 @@ def tune(family: str, *, quick: bool = False, workers: int | None = None, device
     table = Table(seeds, result.jobs)
     import torch
 
-    dirty = bool(_git("status", "--porcelain"))
+    dirty = bool(dirty_files())
     tuned = {
         "family": family,
         "baselines": mod.select(cfg, table),
@@ -90,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     root = repo_root()
     if args.record:
-        from zoo.reproduce import _git
+        from zoo.reproduce import dirty_files
 
         if args.quick:
             print("error: --record runs the full budget; drop --quick", file=sys.stderr)
             return 2
-        dirty = [ln.split(maxsplit=1)[-1] for ln in _git("status", "--porcelain").splitlines() if ln.strip()]
+        dirty = dirty_files()
         if dirty:
             print(f"error: --record needs a clean checkout, but git status lists {', '.join(dirty[:4])}; commit them first",
                   file=sys.stderr)

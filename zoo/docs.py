@@ -513,17 +513,17 @@ TUNED_FILE = "reproductions/_baselines/optim/tuned.json"
 
 
 def _interval(values: list[float]) -> str:
-    from zoo.results import student_t_quantile
+    """Mean and 95% Student-t interval over the finite values: the claims' own summary and half-width."""
+    from zoo.results import _summary, half_width
+    from zoo.spec import VerdictRule
 
     xs = [float(v) for v in values if math.isfinite(float(v))]
-    n = len(xs)
-    if n == 0:
+    if not xs:
         return "–"
-    mean = sum(xs) / n
-    if n < 2:
+    mean, sem = _summary(xs)
+    if len(xs) < 2:
         return f"{mean:.4g} (1 seed)"
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    h = student_t_quantile(0.975, n - 1) * sd / math.sqrt(n)
+    h = half_width(VerdictRule(rule="student_t"), sem, len(xs))
     return fmt_interval(mean, mean - h, mean + h).replace("+", "")
 
 

@@ -26,7 +26,7 @@ import yaml
 
 from zoo.catalogue import Entry, load_all, load_yaml, module_file, repo_root
 
-__all__ = ["SHARED_STAGES", "SharedStage", "shared_stage_deps", "shared_stage_problems", "write_shared_lock_stage", "SHARED_DEPS", "RESULT_FILES", "METRIC_FILES", "stage_deps", "dvc_yaml", "write_dvc_yaml", "md5_path", "lock_entry", "write_lock_stage", "main"]
+__all__ = ["lock_problems", "SHARED_STAGES", "SharedStage", "shared_stage_deps", "shared_stage_problems", "write_shared_lock_stage", "SHARED_DEPS", "RESULT_FILES", "METRIC_FILES", "stage_deps", "dvc_yaml", "write_dvc_yaml", "md5_path", "lock_entry", "write_lock_stage", "main"]
 
 SHARED_DEPS = ["zoo/training", "zoo/experiment.py", "zoo/harness.py", "zoo/results.py"]
 METRIC_FILES = ["metrics.json", "verdicts.json"]
@@ -60,12 +60,17 @@ def active_shared_stages() -> list[SharedStage]:
 
 
 def shared_stage_deps(stage: SharedStage) -> list[str]:
-    deps = {*SHARED_DEPS, *(f"data/{d}" for d in stage.data)}
-    for f in code_closure([stage.module]):
+    return sorted({*SHARED_DEPS, *(f"data/{d}" for d in stage.data), *_module_deps([stage.module])})
+
+
+def _module_deps(modules: list[str]) -> set[str]:
+    """Repo-relative source files of ``modules``' import closure, those under :data:`SHARED_DEPS` left out."""
+    deps = set()
+    for f in code_closure(modules):
         rel = _rel(f)
         if not any(rel == d or rel.startswith(d + "/") for d in SHARED_DEPS):
             deps.add(rel)
-    return sorted(deps)
+    return deps
 
 
 def _rel(p: Path) -> str:
@@ -125,13 +130,8 @@ def stage_deps(entry: Entry) -> list[str]:
     """Repo-relative paths the recorded result of ``entry`` depends on, sorted."""
     r = entry.spec.reproduction
     assert r is not None
-    deps = {f"specs/{entry.id}.yaml", *SHARED_DEPS, *r.code, *(f"data/{d}" for d in r.data)}
     modules = [p.split(":")[0] for p in [*entry.spec.implementation, r.experiment]]
-    for f in code_closure(modules):
-        rel = _rel(f)
-        if not any(rel == d or rel.startswith(d + "/") for d in SHARED_DEPS):
-            deps.add(rel)
-    return sorted(deps)
+    return sorted({f"specs/{entry.id}.yaml", *SHARED_DEPS, *r.code, *(f"data/{d}" for d in r.data), *_module_deps(modules)})
 
 
 def dvc_yaml() -> dict[str, Any]:
@@ -235,7 +235,6 @@ def write_shared_lock_stage(stage: SharedStage) -> Path:
 
 def shared_stage_problems(lock: dict[str, Any]) -> list[str]:
     """Why each shared stage is not current (empty when all are): missing, a dep or an out changed."""
-    root = repo_root()
     problems = []
     for st in active_shared_stages():
         rec = lock.get(st.name)
@@ -243,16 +242,33 @@ def shared_stage_problems(lock: dict[str, Any]) -> list[str]:
         if rec is None:
             problems.append(f"{st.name}: not in dvc.lock; {fix}")
             continue
-        locked = {d["path"]: d.get("md5") for d in rec.get("deps", [])}
-        wanted = shared_stage_deps(st)
-        for p in sorted(set(wanted) ^ set(locked)):
-            problems.append(f"{st.name}: dependency set changed ({p}); {fix}")
-        for p in wanted:
-            if p in locked and md5_path(root / p) != locked[p]:
-                problems.append(f"{st.name}: {p} changed since the recorded run; {fix}")
-        for o in rec.get("outs", []):
-            if md5_path(root / o["path"]) != o.get("md5"):
-                problems.append(f"{st.name}: {o['path']} differs from dvc.lock; restore it or {fix}")
+        problems += [f"{st.name}: {p}" for p in lock_problems(rec, shared_stage_deps(st), fix, f"restore it or {fix}")]
+    return problems
+
+
+def lock_problems(locked_stage: dict[str, Any], wanted: list[str], fix: str, outs_fix: str) -> list[str]:
+    """Why a ``dvc.lock`` stage is not current: its dependency set, a dependency or an output changed.
+
+    ``wanted`` is the stage's dependency list as it should be now; ``fix`` ends the messages about
+    dependencies, ``outs_fix`` those about outputs.
+    """
+    root = repo_root()
+    problems = []
+    locked = {d["path"]: d.get("md5") for d in locked_stage.get("deps", [])}
+    for p in sorted(set(wanted) ^ set(locked)):
+        problems.append(f"dependency set changed ({p}); {fix}")
+    for p in wanted:
+        if p not in locked:
+            continue
+        now = md5_path(root / p)
+        if now is None:
+            hint = "run `python -m zoo.data prepare`" if p.startswith("data/") else "restore it"
+            problems.append(f"{p} is missing; {hint}")
+        elif now != locked[p]:
+            problems.append(f"{p} changed since the recorded run; {fix}")
+    for o in locked_stage.get("outs", []):
+        if md5_path(root / o["path"]) != o.get("md5"):
+            problems.append(f"{o['path']} differs from dvc.lock; {outs_fix}")
     return problems
 
 

@@ -127,6 +127,11 @@ def _git(*args: str) -> str:
         return ""
 
 
+def dirty_files() -> list[str]:
+    """Paths ``git status`` lists (modified, staged or untracked): empty for a clean checkout."""
+    return [ln.split(maxsplit=1)[-1] for ln in _git("status", "--porcelain").splitlines() if ln.strip()]
+
+
 def device_name(device: str) -> str:
     """A human-readable name of the device: the GPU model, or the CPU model, cores and torch threads."""
     import torch
@@ -479,7 +484,7 @@ def _check_recordable(entry: Entry, overrides: list[str], quick: bool, out: str 
         raise OverrideError(f"{f}: reproduction: --record runs the spec's own budget only; drop {what} (or run without --record)")
     if not is_git_checkout(repo_root()):
         raise OverrideError(f"{repo_root()}: --record needs a git checkout (the record names its commit); run it in a clone")
-    dirty = [ln.split(maxsplit=1)[-1] for ln in _git("status", "--porcelain").splitlines() if ln.strip()]
+    dirty = dirty_files()
     if dirty:
         shown = ", ".join(dirty[:4]) + (" ..." if len(dirty) > 4 else "")
         raise OverrideError(f"{f}: --record needs a clean checkout, but git status lists {shown}; commit or stash them first")

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from zoo.catalogue import Entry, SpecError, load_all, load_yaml, repo_root
-from zoo.pipeline import HEADER, RESULT_FILES, dvc_yaml, md5_path, shared_stage_problems, stage_deps
+from zoo.pipeline import HEADER, RESULT_FILES, dvc_yaml, lock_problems, shared_stage_problems, stage_deps
 from zoo.results import Metrics, Provenance, ResultsError, Verdicts, evaluate_claims, read_json_model
 
 __all__ = ["EntryStatus", "LockError", "collect", "read_lock", "check_dvc_yaml", "main"]
@@ -89,25 +89,9 @@ def _freshness(entry: Entry, lock: dict[str, Any], declared: dict[str, list[str]
     st = lock.get(entry.id)
     if st is None:
         return "stale", [f"not in dvc.lock; record it with `python -m zoo.reproduce {entry.id} --record`"]
-    problems = []
-    root = repo_root()
-    locked = {d["path"]: d.get("md5") for d in st.get("deps", [])}
     wanted = (declared or {}).get(entry.id) or stage_deps(entry)
-    for p in sorted(set(wanted) ^ set(locked)):
-        problems.append(f"dependency set changed ({p}); re-record with `python -m zoo.reproduce {entry.id} --record`")
-    for p in wanted:
-        if p not in locked:
-            continue
-        now = md5_path(root / p)
-        if now is None:
-            hint = "run `python -m zoo.data prepare`" if p.startswith("data/") else "restore it"
-            problems.append(f"{p} is missing; {hint}")
-        elif now != locked[p]:
-            problems.append(f"{p} changed since the recorded run; re-record with `python -m zoo.reproduce {entry.id} --record`")
-    for o in st.get("outs", []):
-        now = md5_path(root / o["path"])
-        if now != o.get("md5"):
-            problems.append(f"{o['path']} differs from dvc.lock; restore it or re-run the reproduction")
+    problems = lock_problems(st, wanted, f"re-record with `python -m zoo.reproduce {entry.id} --record`",
+                             "restore it or re-run the reproduction")
     return ("stale" if problems else "current"), problems
 
 
