@@ -10,36 +10,30 @@
 
 from __future__ import annotations
 
+import functools
+
 import statistics
 from typing import Any
 
 import pytest
 import torch
 
-from zoo.catalogue import get, repo_root
+from zoo.catalogue import get
 from zoo.experiments import gravity_optimizer as exp
 from zoo.experiments._optbench import job_arms, tuned_record
-from zoo.harness import Env, JobContext, JobRecord, Table, _seeded, run
+from tests.experiments.budgets import quick_env, setup_context, spec_budget
+from zoo.harness import JobContext, JobRecord, Table, _seeded, run
 from zoo.optim.gravity import Gravity
 
 ID = "gravity_optimizer"
 
 
-def _cfg(quick: bool = True) -> tuple[dict[str, Any], list[int]]:
-    r = get(ID).spec.reproduction
-    assert r is not None
-    if not quick:
-        return dict(r.config), list(r.seeds)
-    return {**r.config, **r.quick.config}, list(r.quick.seeds or r.seeds)
-
-
-def _env() -> Env:
-    return Env("cpu", repo_root() / "data", quick=True)
+_cfg = functools.partial(spec_budget, ID)
+_env = quick_env
 
 
 def _ctx(cfg: dict[str, Any]) -> JobContext:
-    env = _env()
-    return JobContext(env, exp.EXPERIMENT.setup(cfg, env), None, None)  # type: ignore[misc]
+    return setup_context(exp.EXPERIMENT, cfg)
 
 
 def test_every_arm_builds_the_optimizer_it_names() -> None:

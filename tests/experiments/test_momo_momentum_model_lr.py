@@ -11,31 +11,26 @@
 
 from __future__ import annotations
 
+import functools
+
 import math
 from typing import Any
 
 import pytest
 import torch
 
-from zoo.catalogue import get, repo_root
+from zoo.catalogue import get
 from zoo.experiments import momo_momentum_model_lr as exp
 from zoo.experiments._optbench import job_arms, slug
-from zoo.harness import Env, JobContext, JobRecord, Table, run
+from tests.experiments.budgets import quick_env, setup_context, spec_budget
+from zoo.harness import JobContext, JobRecord, Table, run
 from zoo.optim.momo import MoMo, MoMoAdam
 
 ID = "momo_momentum_model_lr"
 
 
-def _cfg(quick: bool = True) -> tuple[dict[str, Any], list[int]]:
-    r = get(ID).spec.reproduction
-    assert r is not None
-    if not quick:
-        return dict(r.config), list(r.seeds)
-    return {**r.config, **r.quick.config}, list(r.quick.seeds or r.seeds)
-
-
-def _env() -> Env:
-    return Env("cpu", repo_root() / "data", quick=True)
+_cfg = functools.partial(spec_budget, ID)
+_env = quick_env
 
 
 # ----------------------------------------------------------------------------- arms

@@ -11,37 +11,31 @@
 
 from __future__ import annotations
 
+import functools
+
 import math
 from typing import Any
 
 import pytest
 import torch
 
-from zoo.catalogue import get, repo_root
+from zoo.catalogue import get
 from zoo.experiments import schedule_free_optimization as exp
 from zoo.experiments._optbench import job_arms, slug, tuned_record
 from zoo.experiments._optim_tuning import ADAM_GRID, SGD_GRID
-from zoo.harness import Env, JobContext, JobRecord, Table, _seeded, run
+from tests.experiments.budgets import quick_env, setup_context, spec_budget
+from zoo.harness import JobContext, JobRecord, Table, _seeded, run
 from zoo.optim.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 
 ID = "schedule_free_optimization"
 
 
-def _cfg(quick: bool = True) -> tuple[dict[str, Any], list[int]]:
-    r = get(ID).spec.reproduction
-    assert r is not None
-    if not quick:
-        return dict(r.config), list(r.seeds)
-    return {**r.config, **r.quick.config}, list(r.quick.seeds or r.seeds)
-
-
-def _env() -> Env:
-    return Env("cpu", repo_root() / "data", quick=True)
+_cfg = functools.partial(spec_budget, ID)
+_env = quick_env
 
 
 def _ctx(cfg: dict[str, Any]) -> JobContext:
-    env = _env()
-    return JobContext(env, exp.EXPERIMENT.setup(cfg, env), None, None)  # type: ignore[misc]
+    return setup_context(exp.EXPERIMENT, cfg)
 
 
 def test_schedule_free_arms_build_the_papers_optimizers() -> None:
