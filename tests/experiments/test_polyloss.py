@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import zoo.experiments.polyloss as exp
+import zoo.workloads.classification as workloads
 from zoo import harness
 from zoo.catalogue import get, repo_root
 from zoo.experiments.polyloss import EXPERIMENT, arm_epsilons
@@ -62,7 +63,7 @@ class _Spy:
         self.targets: dict[tuple[str, int], list[torch.Tensor]] = {}
         self.init: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
         self.models: dict[tuple[str, int], torch.nn.Module] = {}
-        real_loss, real_job, real_mlp = exp.poly1_cross_entropy, EXPERIMENT.job, exp.MLP
+        real_loss, real_job, real_mlp = exp.poly1_cross_entropy, EXPERIMENT.job, workloads.MLP
 
         def loss(logits: torch.Tensor, y: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
             eps = kw.get("epsilon", args[0] if args else 1.0)  # poly1_cross_entropy's default is 1
@@ -82,7 +83,7 @@ class _Spy:
             return real_job(cfg, arm, seed, ctx)
 
         monkeypatch.setattr(exp, "poly1_cross_entropy", loss)
-        monkeypatch.setattr(exp, "MLP", mlp)
+        monkeypatch.setattr(workloads, "MLP", mlp)
         monkeypatch.setattr(EXPERIMENT, "job", job)
 
 
@@ -96,7 +97,8 @@ def test_each_arm_trains_with_its_epsilon_from_the_same_init_and_batches(monkeyp
     cfg = _one_epoch_cfg()
     seeds = [0, 1]
     res = harness.run(EXPERIMENT, cfg, seeds, _env(), workers=1)
-    steps = math.ceil(exp._setup(cfg, _env()).n_train / cfg["batch_size"])
+    n_train = EXPERIMENT.setup(cfg, _env())["mnist1d"].n_train  # val_fraction 0: the whole training split
+    steps = math.ceil(n_train / cfg["batch_size"])
     for arm, eps in EXPECTED_EPS.items():
         for seed in seeds:
             # Every optimizer step of the arm went through Poly-1 at the arm's epsilon.
@@ -126,7 +128,9 @@ def test_each_arm_trains_with_its_epsilon_from_the_same_init_and_batches(monkeyp
 def test_the_loss_the_experiment_computes_is_the_one_it_trains(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the spied loss scaled to zero (and no weight decay) no arm moves: training uses that loss."""
     spy = _Spy(monkeypatch, scale=0.0)
-    harness.run(EXPERIMENT, _one_epoch_cfg(weight_decay=0.0), [0], _env(), workers=1)
+    cfg = _one_epoch_cfg()
+    cfg["optimizer"] = {**cfg["optimizer"], "weight_decay": 0.0}
+    harness.run(EXPERIMENT, cfg, [0], _env(), workers=1)
     for arm in EXPECTED_EPS:
         assert spy.eps[(arm, 0)], arm
         for k, v in spy.models[(arm, 0)].state_dict().items():
@@ -137,14 +141,15 @@ def test_curves_are_per_epoch_mean_and_band_over_seeds() -> None:
     cfg = {"arms": {"ce": 0.0, "poly1": 2.0}, "epochs": 3}
     acc = {("ce", 0): [10.0, 20.0, 30.0], ("ce", 1): [12.0, 16.0, 50.0],
            ("poly1", 0): [1.0, 2.0, 3.0], ("poly1", 1): [3.0, 4.0, 5.0]}
-    records = [JobRecord(a, s, {}, {"test_acc": v, "train_pt": [x / 100 for x in v]}) for (a, s), v in acc.items()]
-    curves = EXPERIMENT.curves(cfg, Table([0, 1], records))
-    assert [c.x for c in curves] == [[1.0, 2.0, 3.0]] * 2
-    acc_panel, pt_panel = curves
-    assert acc_panel.series["ce (eps=0)"] == pytest.approx([11.0, 18.0, 40.0])
-    assert acc_panel.bands["ce (eps=0)"] == ([10.0, 16.0, 30.0], [12.0, 20.0, 50.0])
-    assert acc_panel.series["poly1 (eps=2)"] == pytest.approx([2.0, 3.0, 4.0])
-    assert pt_panel.series["poly1 (eps=2)"] == pytest.approx([0.02, 0.03, 0.04])
+    bins = 15
+    rel = {"rel_acc": [0.5] * bins, "rel_conf": [0.5] * bins, "rel_count": [1.0] * bins}
+    records = [JobRecord(a, s, {}, {"test_acc": v, **rel}) for (a, s), v in acc.items()]
+    acc_panel, reliability = EXPERIMENT.curves(cfg, Table([0, 1], records))
+    assert acc_panel.x == [1.0, 2.0, 3.0]
+    assert acc_panel.series["ce"] == pytest.approx([11.0, 18.0, 40.0])
+    assert acc_panel.bands["ce"] == ([10.0, 16.0, 30.0], [12.0, 20.0, 50.0])
+    assert acc_panel.series["poly1"] == pytest.approx([2.0, 3.0, 4.0])
+    assert set(reliability.series) == {"perfect calibration", "ce", "poly1"}
 
 
 def test_quick_run_is_identical_for_one_and_two_workers(tmp_path, capsys) -> None:
@@ -166,8 +171,6 @@ def test_quick_run_is_identical_for_one_and_two_workers(tmp_path, capsys) -> Non
             assert len(values) == len(seeds) and all(math.isfinite(v) for v in values), (arm, metric, values)
         assert 0.0 <= metrics[arm]["test_acc"][0] <= 100.0
         assert 0.0 < metrics[arm]["train_pt"][0] < 1.0
-    curves = out[1]["curves.json"]
-    assert len(curves) == 2
-    for c in curves:
-        assert len(c["series"]) == len(EXPECTED_EPS)
-        assert all(len(v) == cfg["epochs"] == len(c["x"]) for v in c["series"].values())
+    acc_curve = out[1]["curves.json"][0]
+    assert len(acc_curve["series"]) == len(EXPECTED_EPS)
+    assert all(len(v) == cfg["epochs"] == len(acc_curve["x"]) for v in acc_curve["series"].values())

@@ -369,3 +369,22 @@ class Poly1SigmoidFocalLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"epsilon={self.epsilon}, gamma={self.gamma}, alpha={self.alpha}, reduction={self.reduction!r}"
+
+
+def _cases() -> tuple:
+    from zoo.losses.registry import LossCase
+
+    return (
+        LossCase("poly1_cross_entropy", Poly1CrossEntropyLoss, {"epsilon": 2.0}, poly1_cross_entropy,
+                 label_smoothing=True),
+        LossCase("poly_n_cross_entropy", PolyNCrossEntropyLoss, {"epsilons": [2.0, -0.5]}, poly_n_cross_entropy,
+                 label_smoothing=True),
+        # alpha weights the focal term only (the paper's code), so it is not torch's `weight`
+        LossCase("poly1_focal_loss", Poly1FocalLoss, {"epsilon": 1.0, "gamma": 2.0}, poly1_focal_loss,
+                 weight=False, ignore_index=False),
+        LossCase("poly1_sigmoid_focal_loss", Poly1SigmoidFocalLoss, {"epsilon": 1.0}, poly1_sigmoid_focal_loss,
+                 target="multilabel", weight=False, ignore_index=False, masked_logits=False),
+    )
+
+
+LOSS_CASES = _cases()

@@ -1,0 +1,1 @@
+"""Evaluation metrics shared by the families (library layer: imports torch, never the registry)."""
