@@ -32,6 +32,8 @@ from typing import Any
 from zoo.catalogue import Entry, load_all, repo_root
 from zoo.results import Metrics, Provenance, ResultsError, Verdicts, read_json_model, student_t_quantile
 from zoo.spec import FAMILY_TITLES, MIN_SEEDS_STUDENT_T, Claim, Family
+from zoo.docs_classification import FAMILIES as CLASSIFICATION_FAMILIES
+from zoo.docs_classification import comparison_section, reliability_path, reliability_png
 
 __all__ = [
     "catalogue_page",
@@ -503,6 +505,7 @@ def family_page(family: str, entries: dict[str, Entry]) -> str:
             _FILTER,
             _entry_table(path, es, family=False, summary=True, table_id="zoo-catalogue"),
             *(workload_comparison(path, es) if family == "optimizer" else []),
+            *(comparison_section(path, es, family) if family in CLASSIFICATION_FAMILIES else []),
         ]
     )
 
@@ -1307,6 +1310,10 @@ def generate(entries: dict[str, Entry] | None = None) -> dict[str, str | bytes]:
     files: dict[str, str | bytes] = {f"{CATALOGUE}/index.md": catalogue_page(entries)}
     for f in families_present(entries):
         files[family_path(f)] = family_page(f, entries)
+        if f in CLASSIFICATION_FAMILIES:
+            png = reliability_png([e for e in entries.values() if e.spec.family.value == f])
+            if png is not None:
+                files[reliability_path(f)] = png
     owners = api_owners(entries)
     for eid in sorted(entries):
         e = entries[eid]
