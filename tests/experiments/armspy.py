@@ -56,14 +56,18 @@ class ArmSpy:
         monkeypatch.setattr(workloads, "MLP", mlp)
         monkeypatch.setattr(experiment, "job", job)
 
-    def check(self, experiment_methods: Any, cfg: dict[str, Any], seeds: list[int], expected: dict[str, str],
+    def check(self, experiment_methods: Any, cfg: dict[str, Any], seeds: list[int], expected: dict[str, Any],
               n_train: dict[str | None, int]) -> None:
-        """Every job called only its method's loss, once per step; methods of a setting and seed share init and batches."""
+        """Every job called only its method's loss, once per step; methods of a setting and seed share init and batches.
+
+        ``expected[method]`` is the name of the method's loss, or a function ``steps -> [name per step]``.
+        """
         jobs = job_arms(experiment_methods(cfg), cfg)
         for arm, (method, setting) in jobs.items():
             steps = cfg["epochs"] * math.ceil(n_train[setting] / cfg["batch_size"])
             for seed in seeds:
-                assert self.calls[(arm, seed)] == [expected[method]] * steps, (arm, seed, self.calls[(arm, seed)][:3])
+                want = expected[method](steps) if callable(expected[method]) else [expected[method]] * steps
+                assert self.calls[(arm, seed)] == want, (arm, seed, self.calls[(arm, seed)][:3])
         for seed in seeds:
             by_setting: dict[Any, list[str]] = {}
             for arm, (_, setting) in jobs.items():
