@@ -1,0 +1,121 @@
+"""The PS-KD experiment on the harness: each arm's target reaches training, the teacher is last epoch's prediction.
+
+Spies on the losses the experiment calls: an experiment whose PS-KD arm used the current (not the
+previous epoch's) prediction, another example's memory, a wrong ramp, or whose arms started from
+different weights or batches fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+import torch
+
+import zoo.experiments.progressive_self_knowledge_distillation as exp
+import zoo.workloads.classification as workloads
+from zoo import harness
+from zoo.catalogue import get, repo_root
+from zoo.experiments.progressive_self_knowledge_distillation import EXPERIMENT
+from zoo.harness import Env
+from zoo.reproduce import main
+
+ID = "progressive_self_knowledge_distillation"
+ARMS = ["ce", "ls", "pskd"]
+
+
+def _cfg(**over: Any) -> dict[str, Any]:
+    r = get(ID).spec.reproduction
+    assert r is not None
+    return {**r.config, **over}
+
+
+def _env() -> Env:
+    return Env("cpu", repo_root() / "data", quick=True)
+
+
+class _Spy:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.current: tuple[str, int] | None = None
+        self.calls: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.init: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+        real_ce, real_pskd, real_job, real_mlp = exp._ce, exp.ps_kd_cross_entropy, EXPERIMENT.job, workloads.MLP
+
+        def ce(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+            self.calls[self.current].append({"kind": "ce", "ls": label_smoothing, "y": y.clone()})
+            return real_ce(logits, y, label_smoothing)
+
+        def pskd(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha: float, **kw: Any) -> torch.Tensor:
+            self.calls[self.current].append({"kind": "pskd", "alpha": alpha, "y": y.clone(), "teacher": teacher.clone(),
+                                             "probs": logits.detach().softmax(-1).clone()})
+            return real_pskd(logits, y, teacher, alpha, **kw)
+
+        def mlp(*a: Any, **kw: Any) -> torch.nn.Module:
+            m = real_mlp(*a, **kw)
+            self.init[self.current] = {k: v.detach().clone() for k, v in m.state_dict().items()}
+            return m
+
+        def job(cfg: dict[str, Any], arm: str, seed: int, ctx: Any) -> Any:
+            self.current = (arm, seed)
+            self.calls[self.current] = []
+            return real_job(cfg, arm, seed, ctx)
+
+        monkeypatch.setattr(exp, "_ce", ce)
+        monkeypatch.setattr(exp, "ps_kd_cross_entropy", pskd)
+        monkeypatch.setattr(workloads, "MLP", mlp)
+        monkeypatch.setattr(EXPERIMENT, "job", job)
+
+
+def test_arms_train_with_their_targets_from_shared_init_and_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = _Spy(monkeypatch)
+    cfg = _cfg(epochs=3)
+    harness.run(EXPERIMENT, cfg, [0], _env(), workers=1)
+    n_train = 3200  # mnist1d's 4,000 training examples less the 20% validation split
+    steps = math.ceil(n_train / cfg["batch_size"])
+    ce, ls, ps = (spy.calls[(a, 0)] for a in ARMS)
+    assert [c["kind"] for c in ce] == ["ce"] * 3 * steps and {c["ls"] for c in ce} == {0.0}
+    assert [c["kind"] for c in ls] == ["ce"] * 3 * steps and {c["ls"] for c in ls} == {0.1}
+    assert [c["kind"] for c in ps] == ["pskd"] * 3 * steps
+    # the ramp alpha_T t / T per epoch
+    assert [c["alpha"] for c in ps[::steps]] == pytest.approx([0.8 / 3, 1.6 / 3, 0.8])
+    for a in ARMS:  # shared initial weights and batches
+        assert all(torch.equal(v, spy.init[("ce", 0)][k]) for k, v in spy.init[(a, 0)].items())
+        assert all(torch.equal(p["y"], q["y"]) for p, q in zip(spy.calls[(a, 0)], ce, strict=True))
+
+
+def test_pskd_teacher_is_the_examples_previous_epoch_prediction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Epoch 1 trains on the one-hot labels; epoch e's teacher of x is x's softmax at its visit in epoch e - 1."""
+    seen: list[tuple[torch.Tensor, int]] = []
+    real = exp.PSKDObjective.loss
+
+    def loss(self: Any, model: Any, batch: Any) -> torch.Tensor:
+        seen.append((batch.idx.clone(), batch.epoch))
+        return real(self, model, batch)
+
+    monkeypatch.setattr(exp.PSKDObjective, "loss", loss)
+    spy = _Spy(monkeypatch)
+    harness.run(EXPERIMENT, _cfg(epochs=3), [1], _env(), workers=1)
+    calls = spy.calls[("pskd", 1)]
+    last: dict[int, torch.Tensor] = {}
+    for (idx, epoch), c in zip(seen, calls, strict=True):
+        if epoch == 1:
+            torch.testing.assert_close(c["teacher"], torch.nn.functional.one_hot(c["y"], 10).float())
+        else:
+            want = torch.stack([last[int(i)] for i in idx])
+            torch.testing.assert_close(c["teacher"], want)
+        for i, p in zip(idx.tolist(), c["probs"]):
+            last[i] = p
+
+
+def test_quick_run_produces_every_claimed_metric(tmp_path: Any) -> None:
+    spec = get(ID).spec
+    assert main([ID, "--quick", "--no-progress", "--workers", "1", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["arms"]
+    for c in spec.active_claims():
+        for ref in c.refs():
+            arm, m = ref.split(".")
+            assert all(math.isfinite(v) for v in metrics[arm][m]), ref
+    for arm in spec.reproduction.arms:
+        assert {"test_acc", "test_ece"} <= set(metrics[arm])
