@@ -40,6 +40,7 @@ class Spy:
         def forward(self_: EarlyLearningRegularization, input: torch.Tensor, target: torch.Tensor,
                     index: torch.Tensor) -> torch.Tensor:
             spy.elr_calls[spy.current].append((self_.beta, self_.lam, index.clone(), target.clone()))
+            spy.batches[spy.current].append(index.clone())
             return real_forward(self_, input, target, index)
 
         def base_loss(self_: Any, model: torch.nn.Module, batch: Any) -> torch.Tensor:
@@ -47,10 +48,11 @@ class Spy:
             spy.batches[spy.current].append(batch.idx.clone())
             return real_loss(self_, model, batch)
 
-        def elr_loss(self_: ELRObjective, model: torch.nn.Module, batch: Any) -> torch.Tensor:
-            spy.batches[spy.current].append(batch.idx.clone())
-            spy.tasks[spy.current] = self_.task
-            return self_.elr(model(batch.x), batch.y, batch.idx)
+        real_init = ELRObjective.__init__
+
+        def elr_init(self_: ELRObjective, task: Any, *a: Any, **kw: Any) -> None:
+            spy.tasks[spy.current] = task
+            real_init(self_, task, *a, **kw)
 
         def mlp(*a: Any, **kw: Any) -> torch.nn.Module:
             m = real_mlp(*a, **kw)
@@ -64,7 +66,7 @@ class Spy:
 
         monkeypatch.setattr(EarlyLearningRegularization, "forward", forward)
         monkeypatch.setattr(cb.Objective, "loss", base_loss)
-        monkeypatch.setattr(ELRObjective, "loss", elr_loss)
+        monkeypatch.setattr(ELRObjective, "__init__", elr_init)
         monkeypatch.setattr(workloads, "MLP", mlp)
         monkeypatch.setattr(EXPERIMENT, "job", job)
 

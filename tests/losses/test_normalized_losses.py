@@ -65,6 +65,9 @@ def test_nfl_is_focal_ratio_and_gamma_zero_is_nce() -> None:
     want = fl.gather(1, y[:, None]).squeeze(1) / fl.sum(-1)
     torch.testing.assert_close(normalized_focal_loss(x, y, gamma=0.5, reduction="none"), want)
     torch.testing.assert_close(normalized_focal_loss(x, y, gamma=0.0), normalized_cross_entropy(x, y))
+    fl2 = -(1 - p) ** 2.0 * p.log()
+    want2 = fl2.gather(1, y[:, None]).squeeze(1) / fl2.sum(-1)
+    torch.testing.assert_close(normalized_focal_loss(x, y, gamma=2.0, reduction="none"), want2)
 
 
 def test_normalized_loss_of_any_matrix() -> None:
