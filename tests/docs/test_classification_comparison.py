@@ -42,7 +42,7 @@ def test_every_recorded_classbench_arm_appears_under_its_setting(family: str) ->
             cfg = {k: v for k, v in r.config.items() if k != "settings"}
             if s is not None:
                 cfg.update(r.config["settings"][s] or {})
-            got = {(x[0].id, x[1]) for x in rows.get(setting_label(cfg), []) if x[2] == s}
+            got = {(x[0].id, x[1]) for x in rows.get(setting_label(cfg), []) if x[0].id == e.id and x[2] == s}
             assert got == want, (e.id, s)
     if rows:
         assert "## Every method on the shared settings" in page
