@@ -24,9 +24,10 @@ is the support of sparsemax (``sparsemax(z) > 0``), possibly thresholded.
 Conventions: :func:`sparsemax_loss` takes class indices (the ``F.cross_entropy`` conventions:
 any batch shape, ``weight``, ``ignore_index``, ``reduction``) or class-probability targets of the
 input's shape. Departures (ours): a ``-inf`` score is a masked class: it gets probability 0 and no
-gradient (entmax's sparsemax returns NaN there, deep-spin/entmax#9); the closed form is computed on
-the finite scores, with every ``-inf`` replaced by a value below ``max(z) - 1``, which can never be
-in the support (``tau(z) >= max(z) - 1``). A row of only ``-inf`` scores is undefined and gives NaN.
+gradient (entmax's sparsemax returns NaN there, deep-spin/entmax#9). ``-inf`` scores sort last and
+never enter the support; as a defensive measure the arithmetic also sees them replaced by
+``max(z) - 2``, which cannot be in the support either (``tau(z) >= max(z) - 1``), so no
+``inf - inf`` can arise. A row of only ``-inf`` scores is undefined and gives NaN.
 """
 
 from __future__ import annotations
