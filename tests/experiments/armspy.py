@@ -1,5 +1,6 @@
 """A spy for classbench loss experiments: which loss each job trains with, from which init, on which batches.
 
+:class:`JobSpy` is the part every experiment's spy shares (the running job, its initial MLP).
 The experiment module looks its loss functions up at call time; :class:`ArmSpy` replaces them
 with recording wrappers, records every job's initial MLP weights and each step's targets, so a
 test can assert that every arm trained with its own loss (and only it), from the seed's shared
@@ -18,15 +19,48 @@ import zoo.workloads.classification as workloads
 from zoo.experiments._classbench import job_arms
 
 
-class ArmSpy:
+Key = tuple[str, int]
+
+
+class JobSpy:
+    """Which job is running, and the initial weights and model of its MLP (the shared model's factory).
+
+    Wraps ``experiment.job`` (setting :attr:`current` to ``(arm, seed)`` and calling
+    :meth:`start_job` before the job runs) and the workload suite's ``MLP``. Subclasses add their
+    own wrappers of the functions an experiment's arms call, and reset what they record per job in
+    :meth:`start_job`.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, experiment: Any) -> None:
+        self.current: Key | None = None
+        self.init: dict[Key, dict[str, torch.Tensor]] = {}
+        self.models: dict[Key, torch.nn.Module] = {}
+        real_job, real_mlp = experiment.job, workloads.MLP
+
+        def mlp(*args: Any, **kw: Any) -> torch.nn.Module:
+            model = real_mlp(*args, **kw)
+            self.init[self.current] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.models[self.current] = model
+            return model
+
+        def job(cfg: dict[str, Any], arm: str, seed: int, ctx: Any) -> Any:
+            self.current = (arm, seed)
+            self.start_job(self.current)
+            return real_job(cfg, arm, seed, ctx)
+
+        monkeypatch.setattr(workloads, "MLP", mlp)
+        monkeypatch.setattr(experiment, "job", job)
+
+    def start_job(self, key: Key) -> None:
+        """Reset the per-job records of ``key`` (called as each job starts)."""
+
+
+class ArmSpy(JobSpy):
     def __init__(self, monkeypatch: pytest.MonkeyPatch, module: Any, experiment: Any, names: list[str],
                  scale: float = 1.0) -> None:
-        self.current: tuple[str, int] | None = None
-        self.calls: dict[tuple[str, int], list[str]] = {}
-        self.targets: dict[tuple[str, int], list[torch.Tensor]] = {}
-        self.init: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
-        self.models: dict[tuple[str, int], torch.nn.Module] = {}
-        real_job, real_mlp = experiment.job, workloads.MLP
+        super().__init__(monkeypatch, experiment)
+        self.calls: dict[Key, list[str]] = {}
+        self.targets: dict[Key, list[torch.Tensor]] = {}
 
         def wrap(name: str) -> Any:
             real = getattr(module, name)
@@ -42,19 +76,8 @@ class ArmSpy:
         for n in names:
             monkeypatch.setattr(module, n, wrap(n))
 
-        def mlp(*args: Any, **kw: Any) -> torch.nn.Module:
-            model = real_mlp(*args, **kw)
-            self.init[self.current] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            self.models[self.current] = model
-            return model
-
-        def job(cfg: dict[str, Any], arm: str, seed: int, ctx: Any) -> Any:
-            self.current = (arm, seed)
-            self.calls[self.current], self.targets[self.current] = [], []
-            return real_job(cfg, arm, seed, ctx)
-
-        monkeypatch.setattr(workloads, "MLP", mlp)
-        monkeypatch.setattr(experiment, "job", job)
+    def start_job(self, key: Key) -> None:
+        self.calls[key], self.targets[key] = [], []
 
     def check(self, experiment_methods: Any, cfg: dict[str, Any], seeds: list[int], expected: dict[str, Any],
               n_train: dict[str | None, int]) -> None:

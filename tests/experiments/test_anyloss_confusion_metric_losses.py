@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import zoo.experiments.anyloss_confusion_metric_losses as exp
-import zoo.workloads.classification as workloads
 from tests.experiments.budgets import quick_env, spec_budget
 from zoo import harness
 from zoo.catalogue import get
 from zoo.reproduce import main
+from tests.experiments.armspy import JobSpy
 
 ID = "anyloss_confusion_metric_losses"
 EXPECTED = {"bce": "bce", "mse": "mse", "anyloss_f1": "anyloss"}
@@ -27,14 +27,12 @@ def test_binary_logit_is_the_softmax_probability_of_class_1() -> None:
     torch.testing.assert_close(exp._bce(logits, y), torch.nn.functional.cross_entropy(logits, y))
 
 
-class _Spy:
+class _Spy(JobSpy):
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.current: tuple[str, int] | None = None
+        super().__init__(monkeypatch, exp.EXPERIMENT)
         self.calls: dict[tuple[str, int], list[tuple[str, dict[str, Any]]]] = {}
         self.targets: dict[tuple[str, int], list[torch.Tensor]] = {}
-        self.init: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
         real = {"bce": exp._bce, "mse": exp._mse, "anyloss": exp.anyloss}
-        real_job, real_mlp = exp.EXPERIMENT.job, workloads.MLP
 
         def wrap(kind: str):
             def fn(*args: Any, **kw: Any) -> torch.Tensor:
@@ -44,21 +42,12 @@ class _Spy:
                 return real[kind](*args, **kw)
             return fn
 
-        def mlp(*args: Any, **kw: Any) -> torch.nn.Module:
-            model = real_mlp(*args, **kw)
-            self.init[self.current] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            return model
-
-        def job(cfg: dict[str, Any], arm: str, seed: int, ctx: Any) -> Any:
-            self.current = (arm, seed)
-            self.calls[self.current], self.targets[self.current] = [], []
-            return real_job(cfg, arm, seed, ctx)
-
         monkeypatch.setattr(exp, "_bce", wrap("bce"))
         monkeypatch.setattr(exp, "_mse", wrap("mse"))
         monkeypatch.setattr(exp, "anyloss", wrap("anyloss"))
-        monkeypatch.setattr(workloads, "MLP", mlp)
-        monkeypatch.setattr(exp.EXPERIMENT, "job", job)
+
+    def start_job(self, key: tuple[str, int]) -> None:
+        self.calls[key], self.targets[key] = [], []
 
 
 def test_each_arm_trains_with_its_loss_from_the_same_init_and_batches(monkeypatch: pytest.MonkeyPatch) -> None:

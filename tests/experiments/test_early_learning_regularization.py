@@ -20,21 +20,21 @@ from zoo.harness import JobRecord, Table
 from zoo.regularizers.early_learning_regularization import EarlyLearningRegularization
 from zoo.reproduce import main
 from tests.experiments.budgets import quick_env, spec_budget
+from tests.experiments.armspy import JobSpy
 
 ID = "early_learning_regularization"
 EXPECTED = {"ce": None, "elr": (0.7, 3.0), "elr_b09_l7": (0.9, 7.0)}
 
 
-class Spy:
+class Spy(JobSpy):
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.current: tuple[str, int] | None = None
+        super().__init__(monkeypatch, EXPERIMENT)
         self.elr_calls: dict[tuple[str, int], list[tuple[float, float, torch.Tensor, torch.Tensor]]] = {}
         self.ce_calls: dict[tuple[str, int], int] = {}
-        self.init: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
         self.tasks: dict[tuple[str, int], Any] = {}
         self.batches: dict[tuple[str, int], list[torch.Tensor]] = {}
         real_forward = EarlyLearningRegularization.forward
-        real_mlp, real_job, real_loss = workloads.MLP, EXPERIMENT.job, cb.Objective.loss
+        real_loss = cb.Objective.loss
         spy = self
 
         def forward(self_: EarlyLearningRegularization, input: torch.Tensor, target: torch.Tensor,
@@ -54,21 +54,12 @@ class Spy:
             spy.tasks[spy.current] = task
             real_init(self_, task, *a, **kw)
 
-        def mlp(*a: Any, **kw: Any) -> torch.nn.Module:
-            m = real_mlp(*a, **kw)
-            self.init[self.current] = {k: v.detach().clone() for k, v in m.state_dict().items()}
-            return m
-
-        def job(cfg: dict[str, Any], arm: str, seed: int, ctx: Any) -> Any:
-            self.current = (arm, seed)
-            self.elr_calls[self.current], self.ce_calls[self.current], self.batches[self.current] = [], 0, []
-            return real_job(cfg, arm, seed, ctx)
-
         monkeypatch.setattr(EarlyLearningRegularization, "forward", forward)
         monkeypatch.setattr(cb.Objective, "loss", base_loss)
         monkeypatch.setattr(ELRObjective, "__init__", elr_init)
-        monkeypatch.setattr(workloads, "MLP", mlp)
-        monkeypatch.setattr(EXPERIMENT, "job", job)
+
+    def start_job(self, key: tuple[str, int]) -> None:
+        self.elr_calls[key], self.ce_calls[key], self.batches[key] = [], 0, []
 
 
 def _small_cfg() -> dict[str, Any]:

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import zoo.experiments.ensloss as exp
-import zoo.workloads.classification as workloads
 from tests.experiments.budgets import quick_env, spec_budget
 from zoo import harness
 from zoo.catalogue import get
 from zoo.harness import JobRecord, Table
 from zoo.reproduce import main
+from tests.experiments.armspy import JobSpy
 
 ID = "ensloss"
 EXPECTED = {"logistic": "logistic", "hinge": "hinge", "focal": "focal", "ensloss": "ensloss"}
@@ -30,14 +30,12 @@ def test_margin_losses_by_hand() -> None:
     torch.testing.assert_close(exp._focal(logits, t), ((1 - p) ** 2 * -p.log()).mean())
 
 
-class _Spy:
+class _Spy(JobSpy):
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.current: tuple[str, int] | None = None
+        super().__init__(monkeypatch, exp.EXPERIMENT)
         self.calls: dict[tuple[str, int], list[str]] = {}
         self.targets: dict[tuple[str, int], list[torch.Tensor]] = {}
-        self.init: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
         real = {"logistic": exp._logistic, "hinge": exp._hinge, "focal": exp._focal, "ensloss": exp.ensloss}
-        real_job, real_mlp = exp.EXPERIMENT.job, workloads.MLP
 
         def wrap(kind: str):
             def fn(*args: Any, **kw: Any) -> torch.Tensor:
@@ -46,21 +44,12 @@ class _Spy:
                 return real[kind](*args, **kw)
             return fn
 
-        def mlp(*args: Any, **kw: Any) -> torch.nn.Module:
-            model = real_mlp(*args, **kw)
-            self.init[self.current] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            return model
-
-        def job(cfg: dict[str, Any], arm: str, seed: int, ctx: Any) -> Any:
-            self.current = (arm, seed)
-            self.calls[self.current], self.targets[self.current] = [], []
-            return real_job(cfg, arm, seed, ctx)
-
         for kind in ("logistic", "hinge", "focal"):
             monkeypatch.setattr(exp, f"_{kind}", wrap(kind))
         monkeypatch.setattr(exp, "ensloss", wrap("ensloss"))
-        monkeypatch.setattr(workloads, "MLP", mlp)
-        monkeypatch.setattr(exp.EXPERIMENT, "job", job)
+
+    def start_job(self, key: tuple[str, int]) -> None:
+        self.calls[key], self.targets[key] = [], []
 
 
 def test_each_arm_trains_with_its_loss_from_the_same_init_and_batches(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 import zoo.experiments._noisy_losses as nl
-import zoo.workloads.classification as workloads
 from zoo import harness
 from zoo.catalogue import get
 from zoo.experiments.normalized_active_passive_losses import EXPERIMENT
 from zoo.reproduce import main
 from tests.experiments.budgets import quick_env, spec_budget
+from tests.experiments.armspy import JobSpy
 
 ID = "normalized_active_passive_losses"
 # What each arm is, independently of the config: the claims are about these losses.
@@ -35,15 +35,13 @@ EXPECTED = {
 }
 
 
-class LossSpy:
+class LossSpy(JobSpy):
     """Records, per (job arm, seed), which loss function and keyword arguments every step used."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, experiment: Any, scale: float = 1.0) -> None:
-        self.current: tuple[str, int] | None = None
+        super().__init__(monkeypatch, experiment)
         self.calls: dict[tuple[str, int], list[tuple[str, dict[str, Any]]]] = {}
         self.targets: dict[tuple[str, int], list[torch.Tensor]] = {}
-        self.init: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
-        self.models: dict[tuple[str, int], torch.nn.Module] = {}
         names = {fn for fn, _ in nl.LOSS_NAMES.values()}
         for name in names:
             real = getattr(nl, name)
@@ -54,21 +52,9 @@ class LossSpy:
                 return scale * _real(logits, y, *a, **kw)
 
             monkeypatch.setattr(nl, name, spy)
-        real_mlp, real_job = workloads.MLP, experiment.job
 
-        def mlp(*a: Any, **kw: Any) -> torch.nn.Module:
-            model = real_mlp(*a, **kw)
-            self.init[self.current] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            self.models[self.current] = model
-            return model
-
-        def job(cfg: dict[str, Any], arm: str, seed: int, ctx: Any) -> Any:
-            self.current = (arm, seed)
-            self.calls[self.current], self.targets[self.current] = [], []
-            return real_job(cfg, arm, seed, ctx)
-
-        monkeypatch.setattr(workloads, "MLP", mlp)
-        monkeypatch.setattr(experiment, "job", job)
+    def start_job(self, key: tuple[str, int]) -> None:
+        self.calls[key], self.targets[key] = [], []
 
 
 def _small_cfg(**over: Any) -> dict[str, Any]:

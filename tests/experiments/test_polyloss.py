@@ -16,12 +16,12 @@ import pytest
 import torch
 
 import zoo.experiments.polyloss as exp
-import zoo.workloads.classification as workloads
 from zoo import harness
 from zoo.catalogue import get, repo_root
 from zoo.experiments.polyloss import EXPERIMENT, arm_epsilons
 from zoo.harness import Env, JobRecord, Table
 from zoo.reproduce import main
+from tests.experiments.armspy import JobSpy
 
 ID = "polyloss"
 # What each arm is, independently of the config: the claims are about these epsilons.
@@ -54,16 +54,14 @@ def test_arm_table_gives_each_arm_its_epsilon() -> None:
         assert float(said.group(1)) == EXPECTED_EPS[arm], (arm, text)
 
 
-class _Spy:
+class _Spy(JobSpy):
     """Wraps the experiment's job and its loss function: which epsilon, which batches, which init."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, scale: float = 1.0) -> None:
-        self.current: tuple[str, int] | None = None
+        super().__init__(monkeypatch, EXPERIMENT)
         self.eps: dict[tuple[str, int], list[float]] = {}
         self.targets: dict[tuple[str, int], list[torch.Tensor]] = {}
-        self.init: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
-        self.models: dict[tuple[str, int], torch.nn.Module] = {}
-        real_loss, real_job, real_mlp = exp.poly1_cross_entropy, EXPERIMENT.job, workloads.MLP
+        real_loss = exp.poly1_cross_entropy
 
         def loss(logits: torch.Tensor, y: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
             eps = kw.get("epsilon", args[0] if args else 1.0)  # poly1_cross_entropy's default is 1
@@ -71,20 +69,10 @@ class _Spy:
             self.targets[self.current].append(y.clone())
             return scale * real_loss(logits, y, *args, **kw)
 
-        def mlp(*args: Any, **kw: Any) -> torch.nn.Module:
-            model = real_mlp(*args, **kw)
-            self.init[self.current] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            self.models[self.current] = model
-            return model
-
-        def job(cfg: dict[str, Any], arm: str, seed: int, ctx: Any) -> Any:
-            self.current = (arm, seed)
-            self.eps[self.current], self.targets[self.current] = [], []
-            return real_job(cfg, arm, seed, ctx)
-
         monkeypatch.setattr(exp, "poly1_cross_entropy", loss)
-        monkeypatch.setattr(workloads, "MLP", mlp)
-        monkeypatch.setattr(EXPERIMENT, "job", job)
+
+    def start_job(self, key: tuple[str, int]) -> None:
+        self.eps[key], self.targets[key] = [], []
 
 
 def _one_epoch_cfg(**over: Any) -> dict[str, Any]:

@@ -15,12 +15,12 @@ import pytest
 import torch
 
 import zoo.experiments.progressive_self_knowledge_distillation as exp
-import zoo.workloads.classification as workloads
 from zoo import harness
 from zoo.catalogue import get, repo_root
 from zoo.experiments.progressive_self_knowledge_distillation import EXPERIMENT
 from zoo.harness import Env
 from zoo.reproduce import main
+from tests.experiments.armspy import JobSpy
 
 ID = "progressive_self_knowledge_distillation"
 ARMS = ["ce", "ls", "pskd"]
@@ -36,12 +36,11 @@ def _env() -> Env:
     return Env("cpu", repo_root() / "data", quick=True)
 
 
-class _Spy:
+class _Spy(JobSpy):
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.current: tuple[str, int] | None = None
+        super().__init__(monkeypatch, EXPERIMENT)
         self.calls: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        self.init: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
-        real_ce, real_pskd, real_job, real_mlp = exp._ce, exp.ps_kd_cross_entropy, EXPERIMENT.job, workloads.MLP
+        real_ce, real_pskd = exp._ce, exp.ps_kd_cross_entropy
 
         def ce(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
             self.calls[self.current].append({"kind": "ce", "ls": label_smoothing, "y": y.clone()})
@@ -52,20 +51,11 @@ class _Spy:
                                              "probs": logits.detach().softmax(-1).clone()})
             return real_pskd(logits, y, teacher, alpha, **kw)
 
-        def mlp(*a: Any, **kw: Any) -> torch.nn.Module:
-            m = real_mlp(*a, **kw)
-            self.init[self.current] = {k: v.detach().clone() for k, v in m.state_dict().items()}
-            return m
-
-        def job(cfg: dict[str, Any], arm: str, seed: int, ctx: Any) -> Any:
-            self.current = (arm, seed)
-            self.calls[self.current] = []
-            return real_job(cfg, arm, seed, ctx)
-
         monkeypatch.setattr(exp, "_ce", ce)
         monkeypatch.setattr(exp, "ps_kd_cross_entropy", pskd)
-        monkeypatch.setattr(workloads, "MLP", mlp)
-        monkeypatch.setattr(EXPERIMENT, "job", job)
+
+    def start_job(self, key: tuple[str, int]) -> None:
+        self.calls[key] = []
 
 
 def test_arms_train_with_their_targets_from_shared_init_and_batches(monkeypatch: pytest.MonkeyPatch) -> None:
