@@ -3,8 +3,6 @@ the batch's example indices, CE through plain cross-entropy, from the same init 
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 import pytest
@@ -18,8 +16,7 @@ from zoo.catalogue import get
 from zoo.experiments.early_learning_regularization import EXPERIMENT, ELRObjective
 from zoo.harness import JobRecord, Table
 from zoo.regularizers.early_learning_regularization import EarlyLearningRegularization
-from zoo.reproduce import main
-from tests.experiments.budgets import quick_env, spec_budget
+from tests.experiments.budgets import quick_env, spec_budget, quick_run_metrics
 from tests.experiments.armspy import JobSpy
 
 ID = "early_learning_regularization"
@@ -132,10 +129,4 @@ def test_memorised_vs_ce_is_the_per_seed_ratio() -> None:
 
 
 def test_quick_run_produces_every_declared_metric(tmp_path) -> None:
-    spec = get(ID).spec
-    assert main([ID, "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["arms"]
-    for arm in spec.reproduction.arms:
-        for metric in spec.reproduction.metrics:
-            values = metrics[arm][metric]
-            assert len(values) == 1 and all(math.isfinite(v) for v in values), (arm, metric, values)
+    quick_run_metrics(ID, tmp_path)

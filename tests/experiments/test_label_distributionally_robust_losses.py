@@ -3,8 +3,6 @@ temperatures by the batch's indices, fair arms, and the picks use the noisy vali
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 import pytest
@@ -17,8 +15,7 @@ from zoo.catalogue import get
 from zoo.experiments.label_distributionally_robust_losses import EXPERIMENT, grids
 from zoo.harness import JobRecord, Table
 from zoo.losses.label_distributionally_robust import ALDRKLLoss
-from zoo.reproduce import main
-from tests.experiments.budgets import quick_env, spec_budget
+from tests.experiments.budgets import quick_env, spec_budget, quick_run_metrics
 from tests.experiments.test_normalized_active_passive_losses import LossSpy
 
 ID = "label_distributionally_robust_losses"
@@ -137,10 +134,4 @@ def test_picks_use_validation_never_test() -> None:
 
 
 def test_quick_run_produces_every_declared_metric(tmp_path) -> None:
-    spec = get(ID).spec
-    assert main([ID, "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["arms"]
-    for arm in spec.reproduction.arms:
-        for metric in spec.reproduction.metrics:
-            values = metrics[arm][metric]
-            assert len(values) == 1 and all(math.isfinite(v) for v in values), (arm, metric, values)
+    quick_run_metrics(ID, tmp_path)

@@ -7,7 +7,6 @@ from a different initialisation or batch order fails here.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
@@ -17,8 +16,7 @@ import zoo.experiments._noisy_losses as nl
 from zoo import harness
 from zoo.catalogue import get
 from zoo.experiments.normalized_active_passive_losses import EXPERIMENT
-from zoo.reproduce import main
-from tests.experiments.budgets import quick_env, spec_budget
+from tests.experiments.budgets import quick_env, spec_budget, quick_run_metrics
 from tests.experiments.armspy import JobSpy
 
 ID = "normalized_active_passive_losses"
@@ -114,12 +112,4 @@ def test_headline_metrics_are_the_80_percent_setting(monkeypatch: pytest.MonkeyP
 
 
 def test_quick_run_produces_every_declared_metric(tmp_path) -> None:
-    import json
-
-    spec = get(ID).spec
-    assert main([ID, "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["arms"]
-    for arm in spec.reproduction.arms:
-        for metric in spec.reproduction.metrics:
-            values = metrics[arm][metric]
-            assert len(values) == 1 and all(math.isfinite(v) for v in values), (arm, metric, values)
+    quick_run_metrics(ID, tmp_path)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 import pytest
@@ -11,11 +9,10 @@ import torch
 
 import zoo.experiments.sparsemax as exp
 from tests.experiments.armspy import ArmSpy
-from tests.experiments.budgets import quick_env, spec_budget
+from tests.experiments.budgets import quick_env, spec_budget, quick_run_metrics
 from zoo import harness
 from zoo.catalogue import get
 from zoo.experiments.sparsemax import EXPERIMENT, _methods
-from zoo.reproduce import main
 
 ID = "sparsemax"
 EXPECTED = {"ce": "_ce", "sparsemax": "_sparsemax"}
@@ -69,12 +66,7 @@ def test_own_map_metrics_by_hand() -> None:
 
 
 def test_quick_run_produces_every_claimed_metric(tmp_path) -> None:
-    spec = get(ID).spec
-    assert main([ID, "--quick", "--no-progress", "--workers", "1", "--out", str(tmp_path)]) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["arms"]
-    for arm in spec.reproduction.arms:
-        for metric in spec.reproduction.metrics:
-            assert all(math.isfinite(v) for v in metrics[arm][metric]), (arm, metric)
+    quick_run_metrics(ID, tmp_path, workers=1)
 
 
 def test_sparsemax_arm_gradient_is_sparsemax_minus_onehot() -> None:

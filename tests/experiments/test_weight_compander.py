@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -12,11 +11,10 @@ from torch.nn.utils import parametrize
 
 import zoo.experiments.weight_compander as exp
 import zoo.workloads.classification as workloads
-from tests.experiments.budgets import quick_env, spec_budget
+from tests.experiments.budgets import quick_env, spec_budget, quick_run_metrics
 from zoo import harness
 from zoo.catalogue import get
 from zoo.experiments.weight_compander import EXPERIMENT, arms_of
-from zoo.reproduce import main
 from zoo.regularizers.weight_compander import effective_weights
 
 ID = "weight_compander"
@@ -97,10 +95,4 @@ def test_weight_stats_measure_the_effective_weights() -> None:
 
 
 def test_quick_run_produces_every_declared_metric(tmp_path) -> None:
-    assert main([ID, "--quick", "--no-progress", "--workers", "1", "--out", str(tmp_path)]) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["arms"]
-    spec = get(ID).spec
-    for arm in spec.reproduction.arms:
-        for metric in spec.reproduction.metrics:
-            vals = metrics[arm][metric]
-            assert len(vals) == 1 and all(math.isfinite(v) for v in vals), (arm, metric)
+    quick_run_metrics(ID, tmp_path, workers=1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 import pytest
@@ -11,13 +9,12 @@ import torch
 
 import zoo.experiments.z_loss_spherical_classification as exp
 from tests.experiments.armspy import ArmSpy
-from tests.experiments.budgets import quick_env, spec_budget
+from tests.experiments.budgets import quick_env, spec_budget, quick_run_metrics
 from zoo import harness
 from zoo.catalogue import get
 from zoo.experiments.z_loss_spherical_classification import EXPERIMENT, _methods
 from zoo.losses.spherical_softmax import log_spherical_softmax_loss
 from zoo.losses.z_loss import z_loss
-from zoo.reproduce import main
 
 ID = "z_loss_spherical_classification"
 EXPECTED = {"ce": "_ce", "mse": "_mse", "log_taylor": "_taylor", "log_spherical": "_spherical", "zloss": "_zloss"}
@@ -80,9 +77,4 @@ def test_the_loss_computed_is_the_loss_trained(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_quick_run_produces_every_claimed_metric(tmp_path) -> None:
-    spec = get(ID).spec
-    assert main([ID, "--quick", "--no-progress", "--workers", "1", "--out", str(tmp_path)]) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["arms"]
-    for arm in spec.reproduction.arms:
-        for metric in spec.reproduction.metrics:
-            assert all(math.isfinite(v) for v in metrics[arm][metric]), (arm, metric)
+    quick_run_metrics(ID, tmp_path, workers=1)
