@@ -17,23 +17,17 @@ import torch
 import zoo.experiments.balancing_divergences_online_kd as exp
 import zoo.workloads.classification as workloads
 from zoo import harness
-from zoo.catalogue import get, repo_root
+from zoo.catalogue import get
 from zoo.experiments.balancing_divergences_online_kd import EXPERIMENT
-from zoo.harness import Env
 from zoo.metrics.classification import accuracy
 from zoo.reproduce import main
+from tests.experiments.budgets import quick_env, spec_budget
 
 ID = "balancing_divergences_online_kd"
 
 
 def _cfg(**over: Any) -> dict[str, Any]:
-    r = get(ID).spec.reproduction
-    assert r is not None
-    return {**r.config, **over}
-
-
-def _env() -> Env:
-    return Env("cpu", repo_root() / "data", quick=True)
+    return {**spec_budget(ID, quick=False)[0], **over}
 
 
 def test_each_network_trains_with_its_arms_loss_from_shared_inits(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,7 +65,7 @@ def test_each_network_trains_with_its_arms_loss_from_shared_inits(monkeypatch: p
     monkeypatch.setattr(workloads, "MLP", mlp)
     monkeypatch.setattr(EXPERIMENT, "job", job)
     cfg = _cfg(epochs=1)
-    harness.run(EXPERIMENT, cfg, [3], _env(), workers=1)
+    harness.run(EXPERIMENT, cfg, [3], quick_env(), workers=1)
     steps = math.ceil(3200 / cfg["batch_size"])
     assert calls["ce"] == []
     assert calls["dml"] == ["dml_student_loss", "dml_student_loss"] * steps
@@ -85,7 +79,7 @@ def test_each_network_trains_with_its_arms_loss_from_shared_inits(monkeypatch: p
         assert built[arm][1][0].out_features == 256
         assert not torch.equal(built[arm][1][0].weight, init[arm][1]["0.weight"])
     # the evaluated model is the student
-    task = workloads.make_task(cfg, EXPERIMENT.setup(cfg, _env())["mnist1d"], 3)
+    task = workloads.make_task(cfg, EXPERIMENT.setup(cfg, quick_env())["mnist1d"], 3)
     for arm in ("ce", "dml", "bdkd"):
         with torch.no_grad():
             acc = accuracy(built[arm][0].eval()(task.x_test), task.y_test)

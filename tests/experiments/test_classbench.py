@@ -15,11 +15,10 @@ from torch import nn
 
 from zoo import harness
 from zoo.experiments._classbench import Batch, Method, Objective, classbench, fit, job_arms
-from zoo.harness import Env
-from zoo.catalogue import repo_root
 from zoo.workloads.classification import UNLABELLED, build_model, load_base, make_task
+from tests.experiments.budgets import quick_env
 
-ENV = Env("cpu", repo_root() / "data", quick=True)
+ENV = quick_env()
 BASE = {"dataset": "digits", "model": {"kind": "mlp", "hidden": [16]}, "epochs": 2, "batch_size": 128,
         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}, "val_fraction": 0.2}
 

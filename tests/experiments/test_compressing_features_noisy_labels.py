@@ -17,24 +17,18 @@ from torch import nn
 
 import zoo.experiments.compressing_features_noisy_labels as exp
 from zoo import harness
-from zoo.catalogue import get, repo_root
+from zoo.catalogue import get
 from zoo.experiments.compressing_features_noisy_labels import EXPERIMENT
-from zoo.harness import Env
 from zoo.regularizers.nested_dropout import NestedDropout
 from zoo.reproduce import main
+from tests.experiments.budgets import quick_env, spec_budget
 
 ID = "compressing_features_noisy_labels"
 ARMS = ["ce", "dropout", "nested", "coteach", "nested_coteach"]
 
 
 def _cfg(**over: Any) -> dict[str, Any]:
-    r = get(ID).spec.reproduction
-    assert r is not None
-    return {**r.config, **over}
-
-
-def _env() -> Env:
-    return Env("cpu", repo_root() / "data", quick=True)
+    return {**spec_budget(ID, quick=False)[0], **over}
 
 
 def test_arms_train_with_their_method_from_the_same_init(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +62,7 @@ def test_arms_train_with_their_method_from_the_same_init(monkeypatch: pytest.Mon
     monkeypatch.setattr(exp.Method, "make", make)
     monkeypatch.setattr(EXPERIMENT, "job", job)
     cfg = _cfg(epochs=4, nested_stage_epochs=2, t_k=2, settings={"sym40": {"noise": {"kind": "symmetric", "rate": 0.4}}})
-    harness.run(EXPERIMENT, cfg, [0], _env(), workers=1)
+    harness.run(EXPERIMENT, cfg, [0], quick_env(), workers=1)
     recs = {a: rec[f"{a}__sym40"] for a in ARMS}
     steps = math.ceil(1037 / cfg["batch_size"])
     kinds = {a: [type(m).__name__ for m in r["model"].children()] for a, r in recs.items()}

@@ -16,24 +16,18 @@ import torch
 
 import zoo.experiments.progressive_self_knowledge_distillation as exp
 from zoo import harness
-from zoo.catalogue import get, repo_root
+from zoo.catalogue import get
 from zoo.experiments.progressive_self_knowledge_distillation import EXPERIMENT
-from zoo.harness import Env
 from zoo.reproduce import main
 from tests.experiments.armspy import JobSpy
+from tests.experiments.budgets import quick_env, spec_budget
 
 ID = "progressive_self_knowledge_distillation"
 ARMS = ["ce", "ls", "pskd"]
 
 
 def _cfg(**over: Any) -> dict[str, Any]:
-    r = get(ID).spec.reproduction
-    assert r is not None
-    return {**r.config, **over}
-
-
-def _env() -> Env:
-    return Env("cpu", repo_root() / "data", quick=True)
+    return {**spec_budget(ID, quick=False)[0], **over}
 
 
 class _Spy(JobSpy):
@@ -61,7 +55,7 @@ class _Spy(JobSpy):
 def test_arms_train_with_their_targets_from_shared_init_and_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     spy = _Spy(monkeypatch)
     cfg = _cfg(epochs=3)
-    harness.run(EXPERIMENT, cfg, [0], _env(), workers=1)
+    harness.run(EXPERIMENT, cfg, [0], quick_env(), workers=1)
     n_train = 3200  # mnist1d's 4,000 training examples less the 20% validation split
     steps = math.ceil(n_train / cfg["batch_size"])
     ce, ls, ps = (spy.calls[(a, 0)] for a in ARMS)
@@ -86,7 +80,7 @@ def test_pskd_teacher_is_the_examples_previous_epoch_prediction(monkeypatch: pyt
 
     monkeypatch.setattr(exp.PSKDObjective, "loss", loss)
     spy = _Spy(monkeypatch)
-    harness.run(EXPERIMENT, _cfg(epochs=3), [1], _env(), workers=1)
+    harness.run(EXPERIMENT, _cfg(epochs=3), [1], quick_env(), workers=1)
     calls = spy.calls[("pskd", 1)]
     last: dict[int, torch.Tensor] = {}
     for (idx, epoch), c in zip(seen, calls, strict=True):
