@@ -18,6 +18,20 @@ def one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture
+def float64_default():
+    """torch's default dtype float64 for one test (formula checks), restored afterwards.
+
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("float64_default")``.
+    """
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prepared_data() -> Path:
     """``data/`` exists (built offline and deterministically) before any test reads it."""

@@ -12,12 +12,8 @@ from zoo.losses.label_distributionally_robust import (ALDRKLLoss, LDRKLLoss, ald
                                                       ldr_kl_loss, ldr_margins)
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+# These tests compare formulas in float64 (the default dtype is restored after each).
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def _x(n: int = 6, c: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,13 +16,8 @@ from zoo.losses.normalized_losses import (normalized_cross_entropy, normalized_f
 from zoo.losses.symmetric_cross_entropy import reverse_cross_entropy, symmetric_cross_entropy
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    """These tests compare formulas in float64; the default dtype is restored afterwards."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+# These tests compare formulas in float64 (the default dtype is restored after each).
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def _x(n: int = 7, c: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

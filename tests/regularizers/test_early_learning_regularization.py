@@ -9,13 +9,8 @@ import torch.nn.functional as F
 from zoo.regularizers.early_learning_regularization import EarlyLearningRegularization, elr_regularizer
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    """These tests compare formulas in float64; the default dtype is restored afterwards."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+# These tests compare formulas in float64 (the default dtype is restored after each).
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def _x(n: int = 4, c: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
