@@ -79,6 +79,14 @@ class ArmSpy(JobSpy):
     def start_job(self, key: Key) -> None:
         self.calls[key], self.targets[key] = [], []
 
+    def assert_models_unmoved(self) -> None:
+        """Every job called its loss and ended at its initial weights: with ``scale=0`` (and no weight
+        decay) that says the spied loss is the one training uses."""
+        for key, model in self.models.items():
+            assert self.calls[key], key
+            for k, v in model.state_dict().items():
+                assert torch.equal(v, self.init[key][k]), (key, k)
+
     def check(self, experiment_methods: Any, cfg: dict[str, Any], seeds: list[int], expected: dict[str, Any],
               n_train: dict[str | None, int]) -> None:
         """Every job called only its method's loss, once per step; methods of a setting and seed share init and batches.

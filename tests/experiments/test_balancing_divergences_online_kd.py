@@ -7,7 +7,6 @@ teacher instead of the student fails here.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -20,8 +19,7 @@ from zoo import harness
 from zoo.catalogue import get
 from zoo.experiments.balancing_divergences_online_kd import EXPERIMENT
 from zoo.metrics.classification import accuracy
-from zoo.reproduce import main
-from tests.experiments.budgets import quick_env, spec_budget
+from tests.experiments.budgets import quick_env, spec_budget, quick_run_metrics
 
 ID = "balancing_divergences_online_kd"
 
@@ -88,12 +86,9 @@ def test_each_network_trains_with_its_arms_loss_from_shared_inits(monkeypatch: p
 
 
 def test_quick_run_produces_every_claimed_metric(tmp_path: Any) -> None:
+    # every declared metric, the teacher's only on the arms that train one
+    metrics = quick_run_metrics(ID, tmp_path, workers=1,
+                                skip=lambda arm, m: m.startswith("teacher_") and arm not in ("dml", "bdkd"))
     spec = get(ID).spec
-    assert main([ID, "--quick", "--no-progress", "--workers", "1", "--out", str(tmp_path)]) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["arms"]
-    for c in spec.active_claims():
-        for ref in c.refs():
-            arm, m = ref.split(".")
-            assert all(math.isfinite(v) for v in metrics[arm][m]), ref
     for arm in spec.reproduction.arms:
         assert {"test_acc", "test_ece"} <= set(metrics[arm])

@@ -7,7 +7,6 @@ arms started from different weights fails here.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -20,8 +19,7 @@ from zoo import harness
 from zoo.catalogue import get
 from zoo.experiments.compressing_features_noisy_labels import EXPERIMENT
 from zoo.regularizers.nested_dropout import NestedDropout
-from zoo.reproduce import main
-from tests.experiments.budgets import quick_env, spec_budget
+from tests.experiments.budgets import quick_env, spec_budget, quick_run_metrics
 
 ID = "compressing_features_noisy_labels"
 ARMS = ["ce", "dropout", "nested", "coteach", "nested_coteach"]
@@ -91,12 +89,9 @@ def test_arms_train_with_their_method_from_the_same_init(monkeypatch: pytest.Mon
 
 
 def test_quick_run_produces_every_claimed_metric(tmp_path: Any) -> None:
+    # every declared metric, the chosen K only on the nested-dropout arms
+    metrics = quick_run_metrics(ID, tmp_path, workers=1,
+                                skip=lambda arm, m: m.endswith("_nested_k") and arm not in ("nested", "nested_coteach"))
     spec = get(ID).spec
-    assert main([ID, "--quick", "--no-progress", "--workers", "1", "--out", str(tmp_path)]) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["arms"]
-    for c in spec.active_claims():
-        for ref in c.refs():
-            arm, m = ref.split(".")
-            assert all(math.isfinite(v) for v in metrics[arm][m]), ref
     for arm in spec.reproduction.arms:
         assert {"sym40_test_acc", "sym40_test_ece", "pair30_test_acc", "pair30_test_ece"} <= set(metrics[arm])

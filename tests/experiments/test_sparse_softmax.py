@@ -62,10 +62,7 @@ def test_the_loss_computed_is_the_loss_trained(monkeypatch: pytest.MonkeyPatch) 
     cfg = _cfg(epochs=1)
     cfg["optimizer"] = {**cfg["optimizer"], "weight_decay": 0.0}
     harness.run(EXPERIMENT, cfg, [0], quick_env(), workers=1)
-    for key, model in spy.models.items():
-        assert spy.calls[key], key
-        for k, v in model.state_dict().items():
-            assert torch.equal(v, spy.init[key][k]), (key, k)
+    spy.assert_models_unmoved()
 
 
 def test_timing_measures_each_function_and_is_ordered() -> None:

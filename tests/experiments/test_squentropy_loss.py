@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 import pytest
@@ -11,12 +9,11 @@ import torch
 
 import zoo.experiments.squentropy_loss as exp
 from tests.experiments.armspy import ArmSpy
-from tests.experiments.budgets import quick_env, spec_budget
+from tests.experiments.budgets import quick_env, spec_budget, quick_run_metrics
 from zoo import harness
 from zoo.catalogue import get
 from zoo.experiments.squentropy_loss import EXPERIMENT, _methods
 from zoo.losses.squentropy import rescaled_square_loss
-from zoo.reproduce import main
 
 ID = "squentropy_loss"
 EXPECTED = {"ce": "_ce", "square": "_square", "squentropy": "_squentropy"}
@@ -58,18 +55,8 @@ def test_the_loss_computed_is_the_loss_trained(monkeypatch: pytest.MonkeyPatch) 
     cfg = _cfg()
     cfg["optimizer"] = {**cfg["optimizer"], "weight_decay": 0.0}
     harness.run(EXPERIMENT, cfg, [0], quick_env(), workers=1)
-    for key, model in spy.models.items():
-        assert spy.calls[key], key
-        for k, v in model.state_dict().items():
-            assert torch.equal(v, spy.init[key][k]), (key, k)
+    spy.assert_models_unmoved()
 
 
 def test_quick_run_produces_every_claimed_metric(tmp_path) -> None:
-    spec = get(ID).spec
-    assert main([ID, "--quick", "--no-progress", "--workers", "1", "--out", str(tmp_path)]) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["arms"]
-    for claim in spec.claims:
-        for cond in [claim.condition, *claim.requires]:
-            for ref in cond.refs():
-                arm, metric = ref.split(".")
-                assert all(math.isfinite(v) for v in metrics[arm][metric]), ref
+    quick_run_metrics(ID, tmp_path, workers=1)
