@@ -63,8 +63,17 @@ from zoo.training import TensorData, train
 from zoo.training.seed import generator
 from zoo.workloads.classification import Task, build_model, load_base, make_task
 
-__all__ = ["Batch", "Method", "register", "METHODS", "compressbench", "job_arms", "setting_config", "fit",
+__all__ = ["WORKLOADS", "Batch", "Method", "register", "METHODS", "compressbench", "job_arms", "setting_config", "fit",
            "pretrain", "tuned_lr", "arm_specs", "SIZE_METRICS", "DERIVED_METRICS"]
+
+# The family's shared workloads: a config naming ``workload`` gets its dataset and model (keys the
+# config sets itself win), and ``lr: tuned`` looks up the learning rate tuned for it.
+WORKLOADS: dict[str, dict[str, Any]] = {
+    "lenet300_mnist5k": {"dataset": "mnist5k", "model": {"kind": "mlp", "hidden": [300, 100]}},
+    "lenet300_digits": {"dataset": "digits", "model": {"kind": "mlp", "hidden": [300, 100]}},
+    "cnn_digits": {"dataset": "digits", "model": {"kind": "cnn", "width": 16}},
+    "cnn_mnist5k": {"dataset": "mnist5k", "model": {"kind": "cnn", "width": 16}},
+}
 
 SIZE_METRICS = ("params", "nonzero", "payload_bytes", "bytes", "entropy_bytes", "macs", "latency_ms")
 DERIVED_METRICS = ("compression", "entropy_compression", "speedup", "macs_ratio", "acc_drop")
@@ -174,9 +183,15 @@ def settings_of(cfg: dict[str, Any]) -> list[str] | None:
 
 
 def setting_config(cfg: dict[str, Any], setting: str | None) -> dict[str, Any]:
+    """The config a job of ``setting`` runs with: workload defaults, the shared keys, the setting's overrides."""
     out = {k: v for k, v in cfg.items() if k != "settings"}
     if setting is not None:
         out.update(cfg["settings"][setting] or {})
+    w = out.get("workload")
+    if w is not None:
+        if w not in WORKLOADS:
+            raise ValueError(f"config.workload: unknown {w!r}; use one of {sorted(WORKLOADS)}")
+        out = {**WORKLOADS[w], **{k: v for k, v in out.items() if v is not None or k not in WORKLOADS[w]}}
     return out
 
 
