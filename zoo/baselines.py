@@ -27,7 +27,7 @@ from zoo.catalogue import repo_root
 
 __all__ = ["FAMILIES", "main", "tune"]
 
-FAMILIES = {"optim": "zoo.experiments._optim_tuning"}
+FAMILIES = {"optim": "zoo.experiments._optim_tuning", "compress": "zoo.experiments._compress_tuning"}
 
 
 def tune(family: str, *, quick: bool = False, workers: int | None = None, device: str = "cpu") -> dict[str, Any]:

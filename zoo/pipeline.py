@@ -50,6 +50,11 @@ SHARED_STAGES: dict[str, SharedStage] = {
         ["reproductions/_baselines/optim/tuned.json", "reproductions/_baselines/optim/jobs.json"],
         "python -m zoo.baselines optim --record",
     ),
+    "baselines_compress": SharedStage(
+        "baselines_compress", "zoo.experiments._compress_tuning", ["digits", "mnist5k"],
+        ["reproductions/_baselines/compress/tuned.json", "reproductions/_baselines/compress/jobs.json"],
+        "python -m zoo.baselines compress --record",
+    ),
 }
 
 

@@ -214,7 +214,7 @@ def tuned_lr(workload: str) -> float:
     tuned = json.loads(path.read_text())["baselines"]
     if workload not in tuned:
         raise KeyError(f"{path}: no tuned learning rate for workload {workload!r}; tuned: {sorted(tuned)}")
-    return float(tuned[workload]["lr"])
+    return float(tuned[workload]["dense"]["lr"])
 
 
 def _optimizer_cfg(cfg: dict[str, Any], key: str) -> dict[str, Any]:
