@@ -27,7 +27,7 @@ from zoo.harness import Table
 __all__ = ["EXPERIMENT", "CONFIG", "QUICK", "TUNING_SEEDS", "GRID", "WORKLOADS_TUNED", "select"]
 
 TUNING_SEEDS = [100, 101, 102]
-GRID = (3e-4, 1e-3, 3e-3, 1e-2)
+GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # a first grid 3e-4..1e-2 chose its upper edge everywhere
 WORKLOADS_TUNED = ("lenet300_mnist5k", "lenet300_digits", "cnn_digits")
 EPOCHS = 20
 BASELINES = ("dense", "gmp")
