@@ -148,11 +148,7 @@ def _entropy_code(symbols: np.ndarray) -> int:
 
 
 def entropy_coded_bytes(model: nn.Module) -> int:
-    """:func:`payload_bytes` with each packed layer's codes replaced by their range-coded size.
-
-    Per layer, the smaller of the range-coded codes (with their table) and the packed codes, plus
-    one byte saying which.
-    """
+    """:func:`payload_bytes` with each packed layer's codes replaced by their range-coded size."""
     from zoo.compress.export import _Packed
 
     total = payload_bytes(model)
@@ -162,9 +158,7 @@ def entropy_coded_bytes(model: nn.Module) -> int:
             bits = m.bits_per_row()
             live = codes.reshape(codes.shape[0], -1)[bits > 0]
             packed = sum(getattr(m, f"codes_{b}").numel() for b in m.depths)
-            # a layer whose codes would not shrink (few weights, a flat histogram: the table costs
-            # more than it saves) is stored packed; one flag byte per layer says which
-            total += min(_entropy_code(live.reshape(-1).cpu().numpy()), packed) + 1 - packed
+            total += _entropy_code(live.reshape(-1).cpu().numpy()) - packed
     return total
 
 
