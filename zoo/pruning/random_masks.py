@@ -118,3 +118,38 @@ def harden(model: nn.Module, masks: dict[str, torch.Tensor] | Iterable = ()) -> 
         for n, m in dict(masks).items():
             mods[n].weight.mul_(m)
     return model
+
+
+def random_node_masks(model: nn.Module, sparsity: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """``{parameter name: 0/1 mask}`` removing a random ``sparsity`` fraction of every hidden layer's units.
+
+    For the Linear layers of an MLP in order, a removed unit of layer ``l`` zeroes row ``j`` of
+    its weight and bias ``j`` and column ``j`` of layer ``l + 1``'s weight (the classifier's units
+    are never removed). The export's shrink then drops the dead units for real.
+    """
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    masks = {f"{n}.weight" if n else "weight": torch.ones_like(m.weight) for n, m in layers}
+    for n, m in layers:
+        if m.bias is not None:
+            masks[f"{n}.bias"] = torch.ones_like(m.bias)
+    for (n, m), (n2, _) in zip(layers[:-1], layers[1:]):
+        units = m.out_features
+        drop = torch.randperm(units, generator=generator)[: int(round(sparsity * units))].to(m.weight.device)
+        masks[f"{n}.weight"][drop, :] = 0.0
+        if m.bias is not None:
+            masks[f"{n}.bias"][drop] = 0.0
+        masks[f"{n2}.weight"][:, drop] = 0.0
+    return masks
+
+
+class ParamMask:
+    """Like :class:`FixedMask`, keyed by parameter name (weights and biases)."""
+
+    def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+        params = dict(model.named_parameters())
+        self.pairs = [(params[n], m) for n, m in masks.items()]
+        self.apply()
+
+    apply = FixedMask.apply
+    mask_grads = FixedMask.mask_grads
+    density = FixedMask.density
