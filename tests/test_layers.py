@@ -8,7 +8,8 @@ import pytest
 
 from tests.conftest import REPO
 
-LIBRARY = ["optim", "losses", "pruning", "diffusion", "theory", "training", "workloads", "learning_rules"]
+LIBRARY = ["optim", "losses", "pruning", "diffusion", "theory", "training", "workloads", "learning_rules", "compress",
+           "quant", "nas", "layers"]
 REGISTRY = {"zoo.catalogue", "zoo.spec", "zoo.reproduce", "zoo.status", "zoo.results", "zoo.pipeline", "zoo.docs", "zoo.experiment",
             "zoo.harness", "zoo.history"}
 
