@@ -34,6 +34,8 @@ from zoo.results import Metrics, Provenance, ResultsError, Verdicts, read_json_m
 from zoo.spec import FAMILY_TITLES, MIN_SEEDS_STUDENT_T, Claim, Family
 from zoo.docs_classification import FAMILIES as CLASSIFICATION_FAMILIES
 from zoo.docs_classification import comparison_section, reliability_path, reliability_png
+from zoo.docs_compress import FAMILIES as COMPRESS_FAMILIES
+from zoo.docs_compress import compress_section, pareto_path, pareto_png
 
 __all__ = [
     "catalogue_page",
@@ -506,6 +508,7 @@ def family_page(family: str, entries: dict[str, Entry]) -> str:
             _entry_table(path, es, family=False, summary=True, table_id="zoo-catalogue"),
             *(workload_comparison(path, es) if family == "optimizer" else []),
             *(comparison_section(path, es, family) if family in CLASSIFICATION_FAMILIES else []),
+            *(compress_section(path, es, family) if family in COMPRESS_FAMILIES else []),
         ]
     )
 
@@ -1314,6 +1317,10 @@ def generate(entries: dict[str, Entry] | None = None) -> dict[str, str | bytes]:
             png = reliability_png([e for e in entries.values() if e.spec.family.value == f])
             if png is not None:
                 files[reliability_path(f)] = png
+        if f in COMPRESS_FAMILIES:
+            png = pareto_png([e for e in entries.values() if e.spec.family.value == f])
+            if png is not None:
+                files[pareto_path(f)] = png
     owners = api_owners(entries)
     for eid in sorted(entries):
         e = entries[eid]
