@@ -54,6 +54,12 @@ def zoo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (tmp_path / "specs").mkdir()
     (tmp_path / "zoo").symlink_to(REPO / "zoo")
     (tmp_path / "data").symlink_to(REPO / "data")
+    # the families' tuned baselines, which entries read from the root's reproductions/ (copied, so
+    # nothing a test writes reaches the repository's record)
+    for tuned in (REPO / "reproductions" / "_baselines").glob("*/tuned.json"):
+        dest = tmp_path / tuned.relative_to(REPO)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tuned, dest)
     monkeypatch.setenv("ZOO_ROOT", str(tmp_path))
     catalogue._load_all_cached.cache_clear()
 
