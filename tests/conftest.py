@@ -42,6 +42,21 @@ def prepared_data() -> Path:
     return REPO / "data"
 
 
+def _copy_shared_baselines(entry_id: str, root: Path) -> None:
+    """Copy into ``root`` the family baselines (``reproductions/_baselines/...``) that ``entry_id``'s
+    DVC stage depends on: the entry reads them (a tuned learning rate), and a copy keeps what a
+    test writes away from the repository's record. Entries without such a dependency get none, so
+    a test can still assert that a run wrote nothing under ``reproductions/``."""
+    import yaml
+
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].get(entry_id, {})
+    for dep in stage.get("deps", []):
+        if dep.startswith("reproductions/_baselines/"):
+            dest = root / dep
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / dep, dest)
+
+
 @pytest.fixture
 def zoo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A repo root in ``tmp_path``: ``zoo/`` and ``data/`` linked, ``specs/`` empty, ``ZOO_ROOT`` set.
@@ -54,12 +69,6 @@ def zoo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (tmp_path / "specs").mkdir()
     (tmp_path / "zoo").symlink_to(REPO / "zoo")
     (tmp_path / "data").symlink_to(REPO / "data")
-    # the families' tuned baselines, which entries read from the root's reproductions/ (copied, so
-    # nothing a test writes reaches the repository's record)
-    for tuned in (REPO / "reproductions" / "_baselines").glob("*/tuned.json"):
-        dest = tmp_path / tuned.relative_to(REPO)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tuned, dest)
     monkeypatch.setenv("ZOO_ROOT", str(tmp_path))
     catalogue._load_all_cached.cache_clear()
 
@@ -70,6 +79,7 @@ def zoo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         else:
             dest = tmp_path / "specs" / f"{name or source}.yaml"
             shutil.copy(REPO / "specs" / f"{source}.yaml", dest)
+            _copy_shared_baselines(source, tmp_path)
         catalogue._load_all_cached.cache_clear()
         return dest
 

@@ -36,12 +36,37 @@ RESULT_FILES = [*METRIC_FILES, "provenance.json", "curves.json", "jobs.json", "p
 class SharedStage:
     """A recorded stage that several entries depend on (a family's tuned baselines), not a paper.
 
-    Its ``outs`` are in git like an entry's; an entry that uses them lists the file in its spec's
-    ``reproduction.code``, so a new recording makes exactly those entries stale.
+    Its ``outs`` are in git like an entry's. An entry that uses them depends on its ``reads`` file,
+    so a new recording makes exactly those entries stale: either the spec lists the file in
+    ``reproduction.code``, or (``reader``) some ``lr`` of the spec's ``reproduction.config``
+    is the string ``"tuned"`` and its experiment's code imports ``reader`` (the harness that
+    resolves that string from the file).
     """
 
-    def __init__(self, name: str, module: str, data: list[str], outs: list[str], cmd: str) -> None:
+    def __init__(self, name: str, module: str, data: list[str], outs: list[str], cmd: str,
+                 reader: str | None = None) -> None:
         self.name, self.module, self.data, self.outs, self.cmd = name, module, data, outs, cmd
+        self.reads, self.reader = outs[0], reader
+
+    def read_by(self, entry: Entry) -> bool:
+        r = entry.spec.reproduction
+        if r is None:
+            return False
+        if self.reads in r.code:
+            return True
+        if self.reader is None or not _asks_tuned_lr(r.config):
+            return False
+        modules = [p.split(":")[0] for p in [*entry.spec.implementation, r.experiment]]
+        return self.reader in {_rel(f) for f in code_closure(modules)}
+
+
+def _asks_tuned_lr(node: Any) -> bool:
+    """Whether some ``lr`` key in the (nested) config is the string ``"tuned"``."""
+    if isinstance(node, dict):
+        return any((k == "lr" and v == "tuned") or _asks_tuned_lr(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_asks_tuned_lr(v) for v in node)
+    return False
 
 
 SHARED_STAGES: dict[str, SharedStage] = {
@@ -53,15 +78,15 @@ SHARED_STAGES: dict[str, SharedStage] = {
     "baselines_compress": SharedStage(
         "baselines_compress", "zoo.experiments._compress_tuning", ["digits", "mnist5k"],
         ["reproductions/_baselines/compress/tuned.json", "reproductions/_baselines/compress/jobs.json"],
-        "python -m zoo.baselines compress --record",
+        "python -m zoo.baselines compress --record", reader="zoo/experiments/_compressbench.py",
     ),
 }
 
 
 def active_shared_stages() -> list[SharedStage]:
-    """The shared stages some entry depends on (lists one of its outs in ``reproduction.code``)."""
-    used = {c for e in load_all().values() if e.spec.reproduction is not None for c in e.spec.reproduction.code}
-    return [st for st in SHARED_STAGES.values() if used & set(st.outs)]
+    """The shared stages some entry depends on (see :meth:`SharedStage.read_by`)."""
+    entries = list(load_all().values())
+    return [st for st in SHARED_STAGES.values() if any(st.read_by(e) for e in entries)]
 
 
 def shared_stage_deps(stage: SharedStage) -> list[str]:
@@ -136,7 +161,9 @@ def stage_deps(entry: Entry) -> list[str]:
     r = entry.spec.reproduction
     assert r is not None
     modules = [p.split(":")[0] for p in [*entry.spec.implementation, r.experiment]]
-    return sorted({f"specs/{entry.id}.yaml", *SHARED_DEPS, *r.code, *(f"data/{d}" for d in r.data), *_module_deps(modules)})
+    shared = {st.reads for st in SHARED_STAGES.values() if st.read_by(entry)}
+    return sorted({f"specs/{entry.id}.yaml", *SHARED_DEPS, *r.code, *shared, *(f"data/{d}" for d in r.data),
+                   *_module_deps(modules)})
 
 
 def dvc_yaml() -> dict[str, Any]:
