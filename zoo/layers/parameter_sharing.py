@@ -73,8 +73,9 @@ class SharedLinear(nn.Module):
             self.gain = scale
         elif mapping == "hash":
             g = generator or torch.Generator().manual_seed(n)
-            self.register_buffer("index", torch.randint(0, bank.theta.numel(), (n,), generator=g))
-            self.register_buffer("sign", torch.randint(0, 2, (n,), generator=g).float() * 2 - 1)
+            # not stored: the index and sign are regenerated from the layer's seed (HashedNets hashes on the fly)
+            self.register_buffer("index", torch.randint(0, bank.theta.numel(), (n,), generator=g), persistent=False)
+            self.register_buffer("sign", torch.randint(0, 2, (n,), generator=g).float() * 2 - 1, persistent=False)
             self.gain = scale
         else:
             base = bank.take(n)
