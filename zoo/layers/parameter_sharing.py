@@ -40,6 +40,7 @@ class ParameterBank(nn.Module):
     def __init__(self, budget: int, std: float = 0.05) -> None:
         super().__init__()
         self.theta = nn.Parameter(std * torch.randn(int(budget)))
+        self.std = float(std)  # the init scale: layer gains derive from it, not from the draw, so they need no storage
         self.cursor = 0
 
     def window(self, offset: int, n: int) -> torch.Tensor:
@@ -67,14 +68,15 @@ class SharedLinear(nn.Module):
         n = in_features * out_features
         self.n = n
         self.bias = nn.Parameter(torch.zeros(out_features))
-        scale = 1.0 / (math.sqrt(in_features) * float(bank.theta.detach().std().clamp_min(1e-8)))
+        scale = 1.0 / (math.sqrt(in_features) * bank.std)
         if mapping == "repeat":
             self.offset = bank.take(n)
             self.gain = scale
         elif mapping == "hash":
             g = generator or torch.Generator().manual_seed(n)
-            self.register_buffer("index", torch.randint(0, bank.theta.numel(), (n,), generator=g))
-            self.register_buffer("sign", torch.randint(0, 2, (n,), generator=g).float() * 2 - 1)
+            # not stored: the index and sign are regenerated from the layer's seed (HashedNets hashes on the fly)
+            self.register_buffer("index", torch.randint(0, bank.theta.numel(), (n,), generator=g), persistent=False)
+            self.register_buffer("sign", torch.randint(0, 2, (n,), generator=g).float() * 2 - 1, persistent=False)
             self.gain = scale
         else:
             base = bank.take(n)
