@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.experiments._compressbench import Batch, Method, compressbench, register
-from zoo.pruning.dynamic_mask_prediction import DynamicMaskedMLP, expected_macs, heatmap_mass_targets
+from zoo.pruning.dynamic_mask_prediction import DynamicMaskedMLP, expected_macs
 
 __all__ = ["FireTogether", "EXPERIMENT"]
 
@@ -32,6 +32,11 @@ class FireTogether(Method):
 
     def attach(self, model: nn.Module) -> nn.Module:
         self.net = DynamicMaskedMLP(model, float(self.opt["mass"]), int(self.opt["rank"]))
+        # the paper's budget estimate before training: the cost of the heatmap-mass targets of the
+        # pretrained network on the training inputs (what perfect predictors would keep)
+        self.net.mode = "target"
+        self.estimate = expected_macs(self.net, self.task.x_train)
+        self.net.mode = "predicted"
         return self.net
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
@@ -56,7 +61,8 @@ class FireTogether(Method):
             exported.mode = "predicted"
         return {"expected_macs": cost["macs"], "expected_macs_ratio": cost["macs"] / cost["dense_macs"],
                 "predictor_macs": cost["predictor_macs"], "kept_units": cost["kept"],
-                "mask_agreement": float(agree)}
+                "mask_agreement": float(agree), "estimated_macs_ratio": self.estimate["macs"] / cost["dense_macs"],
+                "estimated_kept": self.estimate["kept"]}
 
 
 EXPERIMENT = compressbench("fire_together_wire_together")
