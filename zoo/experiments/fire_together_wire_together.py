@@ -26,12 +26,13 @@ __all__ = ["FireTogether", "EXPERIMENT"]
 class FireTogether(Method):
     """Options: ``mass`` (heatmap-mass fraction r of the targets), ``lam`` (mask-loss weight),
     ``rank`` (predictor head rank), ``teacher_forcing`` (fraction of training steps that apply the
-    target masks instead of the predicted ones)."""
+    target masks instead of the predicted ones), ``svd_init`` (predictors start from the gated
+    layers' truncated SVD)."""
 
-    defaults = {"mass": 0.9, "lam": 1.0, "rank": 16, "teacher_forcing": 0.25}
+    defaults = {"mass": 0.9, "lam": 1.0, "rank": 16, "teacher_forcing": 0.25, "svd_init": False}
 
     def attach(self, model: nn.Module) -> nn.Module:
-        self.net = DynamicMaskedMLP(model, float(self.opt["mass"]), int(self.opt["rank"]))
+        self.net = DynamicMaskedMLP(model, float(self.opt["mass"]), int(self.opt["rank"]), bool(self.opt["svd_init"]))
         # the paper's budget estimate before training: the cost of the heatmap-mass targets of the
         # pretrained network on the training inputs (what perfect predictors would keep)
         self.net.mode = "target"

@@ -41,7 +41,9 @@ over the inputs actually seen, the predictors' own MACs included.
 Departures: the paper gates conv filters of VGG/ResNet/MobileNet with a global-max-pool + 1x1-conv
 head; here the gated "channels" are the hidden units of an MLP (conv feature maps also work in
 :func:`heatmap_mass_targets`), and the head is a rank-``R`` factorised linear map
-(in -> R -> C) so that its cost stays small next to the layer's. The masking is simulated
+(in -> R -> C) so that its cost stays small next to the layer's; with ``svd_init`` it starts
+from the rank-R truncated SVD of the gated layer's weights (the pre-activation's best rank-R
+approximation), then learns the targets. The masking is simulated
 (the full layer is computed and multiplied by the mask); the MACs are accounted, not realised.
 """
 
@@ -82,6 +84,18 @@ class MaskPredictor(nn.Module):
         self.up = nn.Linear(self.rank, out_features)
         nn.init.constant_(self.up.bias, 1.0)  # start by keeping most channels
 
+    @torch.no_grad()
+    def init_from(self, layer: nn.Linear) -> None:
+        """Start from the rank-R truncated SVD of the gated layer, :math:`s \approx U_R S_R V_R^T h + b`."""
+        u, sv, vh = torch.linalg.svd(layer.weight.detach(), full_matrices=False)
+        r = min(self.rank, sv.numel())
+        root = sv[:r].sqrt()
+        self.down.weight.zero_()
+        self.up.weight.zero_()
+        self.down.weight[:r] = root[:, None] * vh[:r]
+        self.up.weight[:, :r] = u[:, :r] * root[None, :]
+        self.up.bias.copy_(layer.bias.detach() if layer.bias is not None else torch.zeros_like(self.up.bias))
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if h.dim() == 4:
             h = h.amax(dim=(2, 3))
@@ -101,7 +115,7 @@ class DynamicMaskedMLP(nn.Module):
     per gated layer) and ``masks`` (the applied masks, for the cost accounting).
     """
 
-    def __init__(self, mlp: nn.Module, mass: float = 0.9, rank: int = 16) -> None:
+    def __init__(self, mlp: nn.Module, mass: float = 0.9, rank: int = 16, svd_init: bool = False) -> None:
         super().__init__()
         self.linears = nn.ModuleList([m for m in mlp.modules() if isinstance(m, nn.Linear)])
         if len(self.linears) < 2:
@@ -109,6 +123,9 @@ class DynamicMaskedMLP(nn.Module):
         self.mass, self.mode = float(mass), "predicted"
         self.predictors = nn.ModuleList([MaskPredictor(lin.in_features, lin.out_features, rank)
                                          for lin in self.linears[:-1]])
+        if svd_init:
+            for lin, pred in zip(self.linears[:-1], self.predictors):
+                pred.init_from(lin)
         self.mask_losses: list[torch.Tensor] = []
         self.masks: list[torch.Tensor] = []
 
