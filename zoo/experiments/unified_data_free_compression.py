@@ -24,13 +24,14 @@ __all__ = ["UDFC", "EXPERIMENT"]
 
 @register("udfc")
 class UDFC(Method):
-    defaults: dict[str, Any] = {"ratio": 0.5, "bits": None, "compensate": True, "input_var": 1.0, "ridge": 1e-6}
+    defaults: dict[str, Any] = {"ratio": 0.5, "bits": None, "compensate": True, "input_var": 1.0, "ridge": 1e-6,
+                                "quant_mode": "scale"}
 
     def compress(self, model: nn.Module) -> nn.Module:
         layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
         bits = None if self.opt["bits"] is None else int(self.opt["bits"])
         compress_mlp(layers, float(self.opt["ratio"]), bits, bool(self.opt["compensate"]),
-                     float(self.opt["input_var"]), float(self.opt["ridge"]))
+                     float(self.opt["input_var"]), float(self.opt["ridge"]), str(self.opt["quant_mode"]))
         if bits is not None:
             post_training_quantize(model, bits)
         return model
