@@ -107,3 +107,20 @@ def test_compress_mlp_quantises_and_shrinks() -> None:
 def test_keep_by_l1() -> None:
     w = torch.tensor([[1.0, 1.0], [0.1, 0.0], [3.0, 0.0], [0.0, 0.2]])
     assert keep_by_l1(w, 0.5).tolist() == [0, 2]
+
+
+def test_next_layer_matches_an_independent_least_squares() -> None:
+    # reference: numpy lstsq of each pruned augmented row [w, b] (inputs scaled by sqrt(input_var),
+    # bias coordinate by 1) on the kept rows; the next layer's kept columns must be V S
+    import numpy as np
+
+    a, b = _pair(4, d=6, n=8)
+    var = 2.0
+    aug = torch.cat([a.weight.detach() * var ** 0.5, a.bias.detach()[:, None]], 1).double().numpy()
+    v = b.weight.detach().double().numpy()
+    keep = compensate_pair(a, b, 0.5, None, compensate=True, input_var=var, ridge=0.0).numpy()
+    pruned = np.setdiff1d(np.arange(8), keep)
+    s = np.zeros((8, keep.size))
+    s[keep, np.arange(keep.size)] = 1.0
+    s[pruned] = np.linalg.lstsq(aug[keep].T, aug[pruned].T, rcond=None)[0].T
+    np.testing.assert_allclose(b.weight.detach().double().numpy()[:, keep], v @ s, atol=1e-4)
