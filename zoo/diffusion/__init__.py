@@ -5,6 +5,12 @@
 * :mod:`zoo.diffusion.classifier_free_guidance` - Ho & Salimans (2022): label-dropout training of one
   conditional/unconditional denoiser and the guided noise prediction
   ``(1 + w) eps(z, c) - w eps(z)``.
+* :mod:`zoo.diffusion.ddim` - Song, Meng & Ermon (2021): the DDIM step on DDPM's schedule
+  (:class:`DDIMScheduler`, ``eta``; 0 deterministic, 1 DDPM's ancestral step).
+* :mod:`zoo.diffusion.langevin` - Song et al. (2021): a Langevin corrector with the SNR step-size
+  rule (:class:`LangevinCorrector`), usable after any scheduler step.
+* :mod:`zoo.diffusion.guidance` - guiders ``guide(eps_cond, eps_uncond, progress)`` whose scale is a
+  schedule of normalised sampling progress (:class:`CFGGuider`), and the generic :func:`sample` loop.
 """
 
 from zoo.diffusion.classifier_free_guidance import (
@@ -14,15 +20,41 @@ from zoo.diffusion.classifier_free_guidance import (
     guided_epsilon,
     guided_noise_prediction,
 )
+from zoo.diffusion.ddim import DDIMScheduler, DDIMSchedulerOutput
 from zoo.diffusion.ddpm import DDPMScheduler, DDPMSchedulerOutput, cosine_alphas_cumprod
+from zoo.diffusion.guidance import (
+    CFGGuider,
+    Guider,
+    ScaleSchedule,
+    constant_schedule,
+    cosine_schedule,
+    linear_decreasing_schedule,
+    linear_increasing_schedule,
+    sample,
+    sampling_progress,
+)
+from zoo.diffusion.langevin import LangevinCorrector, score_from_epsilon
 
 __all__ = [
+    "CFGGuider",
     "ConditionalDenoiser",
+    "DDIMScheduler",
+    "DDIMSchedulerOutput",
     "DDPMScheduler",
     "DDPMSchedulerOutput",
+    "Guider",
+    "LangevinCorrector",
+    "ScaleSchedule",
     "classifier_free_guidance_loss",
+    "constant_schedule",
     "cosine_alphas_cumprod",
+    "cosine_schedule",
     "drop_labels",
     "guided_epsilon",
     "guided_noise_prediction",
+    "linear_decreasing_schedule",
+    "linear_increasing_schedule",
+    "sample",
+    "sampling_progress",
+    "score_from_epsilon",
 ]
