@@ -59,17 +59,18 @@ def test_invalid_eta_raises() -> None:
 # ---------------------------------------------------------------------- differential: diffusers
 
 
-def _setup(n_train: int, n_inf: int):
+def _setup(n_train: int):
+    """diffusers (skipped if absent), our DDPM scheduler and diffusers' kwargs for the same betas."""
     diffusers = pytest.importorskip("diffusers")
     ours_ddpm = DDPMScheduler(n_train, beta_schedule="cosine")
     betas = ours_ddpm.betas.float().numpy().tolist()
     common = {"num_train_timesteps": n_train, "trained_betas": betas, "clip_sample": False, "prediction_type": "epsilon"}
-    return diffusers, ours_ddpm, betas, common
+    return diffusers, ours_ddpm, common
 
 
 @pytest.mark.parametrize("n_inf", [10, 100])
 def test_ddpm_step_matches_diffusers(n_inf: int) -> None:
-    diffusers, ours, _, common = _setup(100, n_inf)
+    diffusers, ours, common = _setup(100)
     ours.set_timesteps(n_inf)
     ref = diffusers.DDPMScheduler(**common, variance_type="fixed_small")
     ref.set_timesteps(timesteps=ours.timesteps.tolist())
@@ -90,7 +91,7 @@ def test_ddpm_step_matches_diffusers(n_inf: int) -> None:
 def test_ddim_step_matches_diffusers(eta: float, n_inf: int) -> None:
     # T = 100 and 10 steps: linspace(0, 99, 10) has a constant gap of 11, and diffusers' next timestep
     # is t - T // num_inference_steps, so it is given num_inference_steps = 100 // 11 = 9 to step by 11.
-    diffusers, _, _, common = _setup(100, n_inf)
+    diffusers, _, common = _setup(100)
     ours = DDIMScheduler(100, beta_schedule="cosine", eta=eta)
     ours.set_timesteps(n_inf)
     gaps = set((ours.timesteps[:-1] - ours.timesteps[1:]).tolist())
