@@ -64,7 +64,12 @@ def _setup(n_train: int):
     diffusers = pytest.importorskip("diffusers")
     ours_ddpm = DDPMScheduler(n_train, beta_schedule="cosine")
     betas = ours_ddpm.betas.float().numpy().tolist()
-    common = {"num_train_timesteps": n_train, "trained_betas": betas, "clip_sample": False, "prediction_type": "epsilon"}
+    common = {
+        "num_train_timesteps": n_train,
+        "trained_betas": betas,
+        "clip_sample": False,
+        "prediction_type": "epsilon",
+    }
     return diffusers, ours_ddpm, common
 
 

@@ -65,13 +65,12 @@ def test_every_guider_under_every_sampler(sampler: str, schedule, corrector) -> 
     x = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
     guider = CFGGuider(3.0, schedule)
     assert isinstance(guider, Guider)
-    out = sample(sched, _pair, x, guider=guider, corrector=corrector, progress=False,
-                 generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed
+    out = sample(sched, _pair, x, guider=guider, corrector=corrector, progress=False, generator=gen(1))
     assert out.shape == x.shape and torch.isfinite(out).all()
     # w = 0 is the conditional model's sampling, bit for bit (same noise draws).
-    zero = sample(sched, _pair, x, guider=CFGGuider(0.0, schedule), corrector=corrector, progress=False,
-                  generator=torch.Generator().manual_seed(1))
-    cond = sample(sched, _cond, x, corrector=corrector, progress=False, generator=torch.Generator().manual_seed(1))
+    zero = sample(sched, _pair, x, guider=CFGGuider(0.0, schedule), corrector=corrector, progress=False, generator=gen(1))
+    cond = sample(sched, _cond, x, corrector=corrector, progress=False, generator=gen(1))
     assert torch.equal(zero, cond)
     # and w > 0 moves away from it.
     assert not torch.allclose(out, cond)
