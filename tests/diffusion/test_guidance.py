@@ -69,7 +69,8 @@ def test_every_guider_under_every_sampler(sampler: str, schedule, corrector) -> 
     out = sample(sched, _pair, x, guider=guider, corrector=corrector, progress=False, generator=gen(1))
     assert out.shape == x.shape and torch.isfinite(out).all()
     # w = 0 is the conditional model's sampling, bit for bit (same noise draws).
-    zero = sample(sched, _pair, x, guider=CFGGuider(0.0, schedule), corrector=corrector, progress=False, generator=gen(1))
+    w0 = CFGGuider(0.0, schedule)
+    zero = sample(sched, _pair, x, guider=w0, corrector=corrector, progress=False, generator=gen(1))
     cond = sample(sched, _cond, x, corrector=corrector, progress=False, generator=gen(1))
     assert torch.equal(zero, cond)
     # and w > 0 moves away from it.
