@@ -217,8 +217,8 @@ def test_sliced_wasserstein_sees_a_shift_and_is_rotation_invariant() -> None:
     x = torch.randn(2000, 2, generator=_gen(16), dtype=torch.float64)
     y = torch.randn(2000, 2, generator=_gen(17), dtype=torch.float64)
     shift = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    # A pure shift by s has sliced W1 = |s| E|cos theta| = 2|s|/pi; sampling noise adds a little.
-    assert abs(float(sliced_wasserstein(x, x + shift, 256)) - 2 / math.pi) < 1e-9
+    # A pure shift by s has sliced W1 = |s| E|cos theta| = 2|s|/pi, up to the O(h^2) angle quadrature.
+    assert abs(float(sliced_wasserstein(x, x + shift, 256)) - 2 / math.pi) < 1e-4
     assert float(sliced_wasserstein(x, y)) < 0.1
     r = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
     assert math.isclose(float(sliced_wasserstein(x @ r.T, y @ r.T, 256)), float(sliced_wasserstein(x, y, 256)), rel_tol=0.02)
