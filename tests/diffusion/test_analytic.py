@@ -174,6 +174,14 @@ def test_tilted_2d_sampler_matches_grid_and_importance_moments() -> None:
     assert torch.allclose(torch.cov(x.T), cov, atol=0.03)
 
 
+def test_tilt_at_w1_samples_the_conditional() -> None:
+    gm = _mix1d()
+    x = TiltedTarget(gm.conditional(1), gm, 1.0).sample(20_000, _gen(18))[:, 0]
+    y = gm.sample(20_000, _gen(19), c=1)[:, 0]
+    z = gm.sample(20_000, _gen(20), c=0)[:, 0]
+    assert float(wasserstein_1d(x, y)) < 0.03 < 1.0 < float(wasserstein_1d(x, z))
+
+
 def test_guided_eps_is_the_tilt_of_the_noised_marginals_not_of_the_target() -> None:
     gm, w, a = _mix1d(), 3.0, 0.3
     x = torch.linspace(-4, 5, 41, dtype=torch.float64)[:, None]
@@ -229,3 +237,12 @@ def test_sliced_wasserstein_sees_a_shift_and_is_rotation_invariant() -> None:
     assert math.isclose(rotated, float(sliced_wasserstein(x, y, 256)), rel_tol=0.02)
     # Batched 1-D W1: one distance per leading row.
     assert wasserstein_1d(x.T, y.T).shape == (2,)
+
+
+def test_guided_eps_matches_ho_salimans_with_w_minus_one() -> None:
+    from zoo.diffusion import guided_epsilon
+
+    gm, a, w = _mix2d(), 0.5, 3.0
+    x = torch.randn(8, 2, generator=_gen(21), dtype=torch.float64)
+    ref = guided_epsilon(gm.eps(x, a, 1), gm.eps(x, a), w - 1)
+    assert torch.allclose(guided_eps(gm, x, a, 1, w), ref, atol=1e-12)

@@ -328,11 +328,14 @@ class TiltedTarget:
     :meth:`sample` (d = 1 or 2) draws from the piecewise-constant density that equals ``p_w`` at the
     midpoints of a regular grid on a box (cells picked by their mass, then a uniform point in the
     cell; in 1-D this is inverse-CDF sampling of the linearly interpolated CDF). Accuracy: the mass
-    outside the box is dropped (the default box is every component's mean +- 8 stds, so the lost
-    mass is below ~1e-14 for Gaussian components); means are off by O(h^2) and each variance is
-    inflated by ``h^2 / 12 + O(h^2)`` with h the cell width (defaults: 2^16 cells in 1-D, 1024^2 in
-    2-D; for a unit-scale mixture h^2/12 is ~1e-7 in 1-D and ~1e-3 in 2-D). :meth:`grid_moments`
-    gives the same grid's mean and covariance for checks.
+    outside the box is dropped (the default box is every component's mean +- 8 marginal stds, so
+    for Gaussian components and 0 <= w <= 1 the lost mass is ~1e-15 per component; w > 1 only thins
+    the tails further, w < 0 can fatten them: pass a wider ``lo``/``hi``); means are off by O(h^2)
+    and each variance by ``h^2 / 12 + O(h^2)``, h the cell width (defaults: 2^16 cells in 1-D,
+    1024^2 in 2-D; for a box 20 wide, h^2/12 is ~8e-9 in 1-D and ~3e-5 in 2-D). Checked in the tests:
+    the 1-D grid moments agree with scipy quadrature to 1e-8 (mean) and 1e-6 (variance).
+    :meth:`grid_moments` gives the same grid's mean and covariance for checks. Cost: one density
+    evaluation per cell (K components each).
     """
 
     def __init__(self, cond: _Density, uncond: _Density, w: float) -> None:
