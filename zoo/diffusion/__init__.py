@@ -11,8 +11,20 @@
   rule (:class:`LangevinCorrector`), usable after any scheduler step.
 * :mod:`zoo.diffusion.guidance` - guiders ``guide(eps_cond, eps_uncond, progress)`` whose scale is a
   schedule of normalised sampling progress (:class:`CFGGuider`), and the generic :func:`sample` loop.
+* :mod:`zoo.diffusion.analytic` - analytic references: exact scores, VP-noised marginals and optimal
+  epsilon of (labelled) Gaussian mixtures, tilted targets ``p(x|c)^w p(x)^(1-w)`` with a near-exact
+  1-D/2-D sampler, CFG's guided epsilon from the exact marginals, and sample distances (1-D W1,
+  energy distance, sliced W1).
 """
 
+from zoo.diffusion.analytic import (
+    GaussianMixture,
+    TiltedTarget,
+    energy_distance,
+    guided_eps,
+    sliced_wasserstein,
+    wasserstein_1d,
+)
 from zoo.diffusion.classifier_free_guidance import (
     ConditionalDenoiser,
     classifier_free_guidance_loss,
@@ -42,14 +54,18 @@ __all__ = [
     "DDIMSchedulerOutput",
     "DDPMScheduler",
     "DDPMSchedulerOutput",
+    "GaussianMixture",
     "Guider",
     "LangevinCorrector",
     "ScaleSchedule",
+    "TiltedTarget",
     "classifier_free_guidance_loss",
     "constant_schedule",
     "cosine_alphas_cumprod",
     "cosine_schedule",
     "drop_labels",
+    "energy_distance",
+    "guided_eps",
     "guided_epsilon",
     "guided_noise_prediction",
     "linear_decreasing_schedule",
@@ -57,4 +73,6 @@ __all__ = [
     "sample",
     "sampling_progress",
     "score_from_epsilon",
+    "sliced_wasserstein",
+    "wasserstein_1d",
 ]
