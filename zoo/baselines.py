@@ -27,7 +27,11 @@ from zoo.catalogue import repo_root
 
 __all__ = ["FAMILIES", "main", "tune"]
 
-FAMILIES = {"optim": "zoo.experiments._optim_tuning", "compress": "zoo.experiments._compress_tuning"}
+FAMILIES = {
+    "optim": "zoo.experiments._optim_tuning",
+    "compress": "zoo.experiments._compress_tuning",
+    "diffusion": "zoo.experiments._diffusion_models",
+}
 
 
 def tune(family: str, *, quick: bool = False, workers: int | None = None, device: str = "cpu") -> dict[str, Any]:
@@ -67,18 +71,32 @@ def tune(family: str, *, quick: bool = False, workers: int | None = None, device
             "command": "python -m zoo.baselines " + " ".join(sys.argv[1:]) if sys.argv[1:] else f"python -m zoo.baselines {family}",
         },
     }
-    jobs = [{"arm": r.arm, "seed": r.seed, "metrics": r.metrics, "series": r.series} for r in result.jobs]
-    return {"tuned": tuned, "jobs": jobs}
+    # A family can return files besides its JSON (the diffusion family's trained weights, which
+    # travel from the jobs as series and are left out of jobs.json).
+    files = mod.artifacts(cfg, result.jobs, env.data_dir) if hasattr(mod, "artifacts") else {}
+    strip = set(getattr(mod, "STRIP_SERIES", ()))
+    jobs = [{"arm": r.arm, "seed": r.seed, "metrics": r.metrics,
+             "series": {k: v for k, v in r.series.items() if k not in strip}} for r in result.jobs]
+    return {"tuned": tuned, "jobs": jobs, "files": files, "out_file": getattr(mod, "OUT_FILE", "tuned.json")}
 
 
 def _write(dest: Path, out: dict[str, Any]) -> None:
     from zoo.results import write_run_dir
 
     files = {
-        "tuned.json": (json.dumps(out["tuned"], indent=1, sort_keys=False) + "\n").encode(),
+        **out.get("files", {}),
+        out.get("out_file", "tuned.json"): (json.dumps(out["tuned"], indent=1, sort_keys=False) + "\n").encode(),
         "jobs.json": ("[\n" + ",\n".join(json.dumps(j, separators=(",", ":")) for j in out["jobs"]) + "\n]\n").encode(),
     }
     write_run_dir(dest, files)
+
+
+def family_kind(row: dict[str, Any]) -> str:
+    return "denoiser" if "key" in row else "tuned"
+
+
+def _mean(v: list[float]) -> float:
+    return sum(v) / len(v)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         dest = root / "runs" / "_baselines" / args.family / (("quick-" if args.quick else "full-") + stamp)
         _write(dest, out)
     for w, row in out["tuned"]["baselines"].items():
+        if family_kind(row) == "denoiser":
+            print(f"{w:<14} unguided class acc {_mean(row['unguided_class_acc']):.1f}% vs real "
+                  f"{_mean(row['real_test_class_acc']):.1f}% (headroom {_mean(row['headroom']):.1f} points)")
+            continue
         picks = ", ".join(f"{b} {v['lr']:g}{' (edge)' if v['at_edge'] else ''}" for b, v in row.items())
         print(f"{w:<14} {picks}")
     print(f"wrote {dest.relative_to(root)} in {out['tuned']['provenance']['wall_time_s']:.1f} s")

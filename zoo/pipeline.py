@@ -20,6 +20,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Iterator
 
 import yaml
@@ -44,20 +45,32 @@ class SharedStage:
     """
 
     def __init__(self, name: str, module: str, data: list[str], outs: list[str], cmd: str,
-                 reader: str | None = None) -> None:
+                 reader: str | None = None, reads: list[str] | None = None,
+                 asks: Callable[[Any], bool] | None = None) -> None:
         self.name, self.module, self.data, self.outs, self.cmd = name, module, data, outs, cmd
         self.reads, self.reader = outs[0], reader
+        self.read_files = list(reads or [outs[0]])  # what a reading entry depends on
+        self.asks = asks or _asks_tuned_lr
 
     def read_by(self, entry: Entry) -> bool:
         r = entry.spec.reproduction
         if r is None:
             return False
-        if self.reads in r.code:
+        if any(f in r.code for f in self.read_files):
             return True
-        if self.reader is None or not _asks_tuned_lr(r.config):
+        if self.reader is None or not self.asks(r.config):
             return False
         modules = [p.split(":")[0] for p in [*entry.spec.implementation, r.experiment]]
         return self.reader in {_rel(f) for f in code_closure(modules)}
+
+
+def _asks_shared_denoiser(node: Any) -> bool:
+    """Whether some key of the (nested) config is ``shared_denoiser`` (a recipe name or a list of them)."""
+    if isinstance(node, dict):
+        return any((k == "shared_denoiser" and v) or _asks_shared_denoiser(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_asks_shared_denoiser(v) for v in node)
+    return False
 
 
 def _asks_tuned_lr(node: Any) -> bool:
@@ -79,6 +92,14 @@ SHARED_STAGES: dict[str, SharedStage] = {
         "baselines_compress", "zoo.experiments._compress_tuning", ["digits", "mnist5k"],
         ["reproductions/_baselines/compress/tuned.json", "reproductions/_baselines/compress/jobs.json"],
         "python -m zoo.baselines compress --record", reader="zoo/experiments/_compressbench.py",
+    ),
+    "baselines_diffusion": SharedStage(
+        "baselines_diffusion", "zoo.experiments._diffusion_models", ["digits"],
+        ["reproductions/_baselines/diffusion/denoisers.json", "reproductions/_baselines/diffusion/denoisers.pt",
+         "reproductions/_baselines/diffusion/jobs.json"],
+        "python -m zoo.baselines diffusion --record", reader="zoo/experiments/_diffbench.py",
+        reads=["reproductions/_baselines/diffusion/denoisers.json", "reproductions/_baselines/diffusion/denoisers.pt"],
+        asks=_asks_shared_denoiser,
     ),
 }
 
@@ -161,7 +182,7 @@ def stage_deps(entry: Entry) -> list[str]:
     r = entry.spec.reproduction
     assert r is not None
     modules = [p.split(":")[0] for p in [*entry.spec.implementation, r.experiment]]
-    shared = {st.reads for st in SHARED_STAGES.values() if st.read_by(entry)}
+    shared = {f for st in SHARED_STAGES.values() if st.read_by(entry) for f in st.read_files}
     return sorted({f"specs/{entry.id}.yaml", *SHARED_DEPS, *r.code, *shared, *(f"data/{d}" for d in r.data),
                    *_module_deps(modules)})
 
