@@ -69,6 +69,7 @@ __all__ = [
     "load_domain",
     "make_scheduler",
     "sample_noise",
+    "sample_series",
     "shared_denoiser",
     "state_from_flat",
     "train_denoiser",
@@ -337,6 +338,17 @@ def draw(model: ConditionalDenoiser, recipe: Recipe, domain: Domain, guider: Any
             model_fn = cfg_model_fn(model, labels)
     out = sample(sched, model_fn, x, guider=guider, corrector=corrector, progress=False, generator=generator)
     return domain.from_diffusion(out), labels
+
+
+def sample_series(x: torch.Tensor, labels: torch.Tensor, per_class: int) -> dict[str, list[float]]:
+    """The first ``per_class`` samples of each class as job series, for the family pages' pictures.
+
+    ``samples`` is the flattened ``(n, dim)`` block (classifier space: pixels in [0, 1] for digits),
+    ``sample_labels`` their labels. Store them from ONE seed's job (seed 0) to keep jobs.json small.
+    """
+    keep = torch.cat([torch.nonzero(labels == k).flatten()[:per_class] for k in labels.unique().sort().values])
+    return {"samples": [round(v, 4) for v in x[keep].reshape(-1).tolist()],
+            "sample_labels": [float(v) for v in labels[keep].tolist()]}
 
 
 # ----------------------------------------------------------------------------- scoring
