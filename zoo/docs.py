@@ -36,6 +36,8 @@ from zoo.docs_classification import FAMILIES as CLASSIFICATION_FAMILIES
 from zoo.docs_classification import comparison_section, reliability_path, reliability_png
 from zoo.docs_compress import FAMILIES as COMPRESS_FAMILIES
 from zoo.docs_compress import compress_section, pareto_path, pareto_png
+from zoo.docs_diffusion import FAMILIES as DIFFUSION_FAMILIES
+from zoo.docs_diffusion import diffusion_section, fidelity_path, fidelity_png, samples_path, samples_png
 
 __all__ = [
     "catalogue_page",
@@ -509,6 +511,7 @@ def family_page(family: str, entries: dict[str, Entry]) -> str:
             *(workload_comparison(path, es) if family == "optimizer" else []),
             *(comparison_section(path, es, family) if family in CLASSIFICATION_FAMILIES else []),
             *(compress_section(path, es, family) if family in COMPRESS_FAMILIES else []),
+            *(diffusion_section(path, es, family) if family in DIFFUSION_FAMILIES else []),
         ]
     )
 
@@ -1321,6 +1324,15 @@ def generate(entries: dict[str, Entry] | None = None) -> dict[str, str | bytes]:
             png = pareto_png([e for e in entries.values() if e.spec.family.value == f])
             if png is not None:
                 files[pareto_path(f)] = png
+        if f in DIFFUSION_FAMILIES:
+            fam = [e for e in entries.values() if e.spec.family.value == f]
+            png = fidelity_png(fam)
+            if png is not None:
+                files[fidelity_path(f)] = png
+            for e in fam:
+                png = samples_png(e)
+                if png is not None:
+                    files[samples_path(e.id)] = png
     owners = api_owners(entries)
     for eid in sorted(entries):
         e = entries[eid]
