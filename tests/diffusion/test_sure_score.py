@@ -79,6 +79,12 @@ def test_tweedie_denoiser_and_sure_score_loss_terms():
     a = sure_score_loss(net, y, 0.5, sig, lam=1.0, generator=torch.Generator().manual_seed(3))
     b = sure_score_loss(net, y, 0.5, sig, lam=2.0, generator=torch.Generator().manual_seed(3))
     assert not torch.allclose(a, b)
+    # the DSM term is taken on the Tweedie-denoised samples h(y), not on the noisy y
+    g3 = torch.Generator().manual_seed(3)
+    torch.randn(y.shape, generator=g3, dtype=D)  # the divergence probe drawn first
+    dsm_on_denoised = dsm_loss(net, h(y).detach(), sig, g3)
+    torch.testing.assert_close(a - sure_score_loss(net, y, 0.5, sig, lam=0.0, generator=torch.Generator().manual_seed(3)),
+                               dsm_on_denoised)
 
 
 class _Exact(nn.Module):
