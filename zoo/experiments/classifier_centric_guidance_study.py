@@ -25,7 +25,8 @@ Metrics (against the analytic mixture): ``boundary_dist``, the mean signed dista
 the Bayes decision boundary of its conditioning class (positive inside the class's region; for a
 point inside the convex Voronoi cell it is the distance to the cell's nearest facet); ``log_prob``,
 the mean exact log p(x | c); ``near_log_prob``, the mean exact log p(x | c) over the samples whose
-unprocessed sample lies within ``near`` of the boundary (signed distance < near; for a post arm the
+unprocessed sample lies within ``near`` of the boundary (signed distance < near; the closest one
+if none is; for a post arm the
 indices of its unprocessed arm, so it is paired sample by sample); ``near_frac``, that fraction;
 ``bayes_acc``, the fraction (%) the exact posterior assigns to the conditioning class; and the
 harness scorer's ``class_acc``, ``diversity``, ``fd``.
@@ -203,6 +204,15 @@ def _per_seed(cfg: dict[str, Any], seed: int, env: Env, setup: dict[str, Any], s
     return {"model": model, "classifier": clf, "flows": flows}
 
 
+def _near_mask(x: torch.Tensor, c: torch.Tensor, means: torch.Tensor, near: float) -> torch.Tensor:
+    """Samples within ``near`` of their class's Bayes boundary; the closest one alone if none is (never empty)."""
+    d = bayes_boundary_distance(x, c, means)
+    mask = d < near
+    if not mask.any():
+        mask[d.argmin()] = True
+    return mask
+
+
 def _exact_metrics(cfg: dict[str, Any], mix: GaussianMixture, x: torch.Tensor, c: torch.Tensor,
                    near_mask: torch.Tensor) -> dict[str, float]:
     lp = mix.log_prob(x.double(), c)
@@ -211,7 +221,7 @@ def _exact_metrics(cfg: dict[str, Any], mix: GaussianMixture, x: torch.Tensor, c
     return {
         "boundary_dist": float(dist.mean()),
         "log_prob": float(lp.mean()),
-        "near_log_prob": float(lp[near_mask].mean()) if near_mask.any() else math.nan,
+        "near_log_prob": float(lp[near_mask].mean()),
         "near_frac": float(near_mask.double().mean()),
         "bayes_acc": 100.0 * float((post.argmax(1) == c).double().mean()),
     }
@@ -222,11 +232,11 @@ def _job(cfg: dict[str, Any], arm: str, seed: int, ctx: JobContext) -> JobOutput
     dom, mix, scorer = ctx.setup["domain"], ctx.setup["mixture"], ctx.shared
     if kind == "real":
         x, c = dom.split("test")
-        near = bayes_boundary_distance(x, c, mix.means) < float(cfg["near"])
+        near = _near_mask(x, c, mix.means, float(cfg["near"]))
         return JobOutput(metrics={**scorer.score(x, c, "test"), **_exact_metrics(cfg, mix, x, c, near)})
     st = ctx.seed_state
     x, c = _sample(cfg, kind, value, st["model"], st["classifier"], dom, int(cfg["samples_per_class"]), sample_noise(seed, 0))
-    near = bayes_boundary_distance(x, c, mix.means) < float(cfg["near"])
+    near = _near_mask(x, c, mix.means, float(cfg["near"]))
     if post:
         x = postprocess(st["flows"][arm[5:]], x, c, int(cfg["flow_steps"]))
     metrics = {**scorer.score(x, c, "test"), **_exact_metrics(cfg, mix, x, c, near)}
