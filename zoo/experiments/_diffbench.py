@@ -383,14 +383,18 @@ class Scorer:
 CLASSIFIER = {"hidden": [128, 64], "lr": 1e-3, "epochs": 40, "batch_size": 128}
 
 
-def fit_scorer(domain: Domain, device: str = "cpu") -> Scorer:
-    """Train the fixed evaluation classifier on the real training split (seeded by :data:`DATA_SEED`)."""
+def fit_scorer(domain: Domain, device: str = "cpu", epochs: int | None = None) -> Scorer:
+    """Train the fixed evaluation classifier on the real training split (seeded by :data:`DATA_SEED`).
+
+    ``epochs`` (default ``CLASSIFIER["epochs"]``) shortens the training for ``--quick`` smoke runs only: a
+    recorded run always scores with the full classifier.
+    """
     d = domain.data
     g = seed_everything(DATA_SEED)
     clf = MLP(domain.dim, list(CLASSIFIER["hidden"]), domain.num_classes).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=float(CLASSIFIER["lr"]))
     train(clf, TensorData(d.x_train, d.y_train, d.x_test, d.y_test, d.num_classes, d.name), opt,
-          epochs=int(CLASSIFIER["epochs"]), batch_size=int(CLASSIFIER["batch_size"]), generator=g, eval_every=0)
+          epochs=int(CLASSIFIER["epochs"] if epochs is None else epochs), batch_size=int(CLASSIFIER["batch_size"]), generator=g, eval_every=0)
     clf.eval()
     for p in clf.parameters():
         p.requires_grad_(False)

@@ -30,16 +30,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
 
 from zoo.diffusion.cfg_weight_schedulers import make_schedule
 from zoo.diffusion.guidance import CFGGuider
 from zoo.experiment import Curve
 from zoo.experiments._diffbench import (
-    CLASSIFIER,
-    DATA_SEED,
     RECIPES,
-    Scorer,
     draw,
     fit_scorer,
     load_domain,
@@ -48,7 +44,6 @@ from zoo.experiments._diffbench import (
     shared_denoiser,
 )
 from zoo.harness import Env, Experiment, JobContext, JobOutput, Table
-from zoo.training import MLP, TensorData, seed_everything, train
 
 __all__ = ["EXPERIMENT", "arm_name", "arms", "fd_at_matched_acc", "parse_arm"]
 
@@ -102,25 +97,11 @@ def _setup(cfg: dict[str, Any], env: Env) -> dict[str, Any]:
     return {d: load_domain(d, env.data_dir, env.device) for d in cfg["domains"]}
 
 
-def _quick_scorer(domain: Any, device: str, epochs: int) -> Scorer:
-    """The harness's scorer architecture trained for only ``epochs`` epochs (the ``--quick`` smoke run)."""
-    d = domain.data
-    g = seed_everything(DATA_SEED)
-    clf = MLP(domain.dim, list(CLASSIFIER["hidden"]), domain.num_classes).to(device)
-    opt = torch.optim.Adam(clf.parameters(), lr=float(CLASSIFIER["lr"]))
-    train(clf, TensorData(d.x_train, d.y_train, d.x_test, d.y_test, d.num_classes, d.name), opt, epochs=epochs,
-          batch_size=int(CLASSIFIER["batch_size"]), generator=g, eval_every=0)
-    clf.eval()
-    for p in clf.parameters():
-        p.requires_grad_(False)
-    return Scorer(domain, clf)
 
 
 def _shared(cfg: dict[str, Any], env: Env, setup: dict[str, Any]) -> dict[str, Any]:
     """The harness's fixed scorer per domain (a briefly trained stand-in when ``scorer_epochs`` is set: --quick)."""
-    if cfg.get("scorer_epochs"):
-        return {d: _quick_scorer(dom, env.device, int(cfg["scorer_epochs"])) for d, dom in setup.items()}
-    return {d: fit_scorer(dom, env.device) for d, dom in setup.items()}
+    return {d: fit_scorer(dom, env.device, epochs=cfg.get("scorer_epochs") or None) for d, dom in setup.items()}
 
 
 def _per_seed(cfg: dict[str, Any], seed: int, env: Env, setup: dict[str, Any], shared: Any) -> dict[str, Any]:

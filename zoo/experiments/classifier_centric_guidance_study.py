@@ -52,12 +52,9 @@ from zoo.diffusion.classifier_guidance import (
 from zoo.diffusion.guidance import CFGGuider
 from zoo.experiment import Curve
 from zoo.experiments._diffbench import (
-    CLASSIFIER,
-    DATA_SEED,
     GMM,
     RECIPES,
     Scorer,
-    cfg_model_fn,
     draw,
     fit_scorer,
     load_domain,
@@ -67,7 +64,7 @@ from zoo.experiments._diffbench import (
     shared_denoiser,
 )
 from zoo.harness import Env, Experiment, JobContext, JobOutput, Table
-from zoo.training import MLP, TensorData, seed_everything, train
+from zoo.training import TensorData, seed_everything, train
 
 __all__ = ["EXPERIMENT", "arms", "bayes_boundary_distance", "exact_mixture", "parse_arm"]
 
@@ -127,17 +124,6 @@ def bayes_boundary_distance(x: torch.Tensor, c: torch.Tensor, means: torch.Tenso
     return out
 
 
-def _quick_scorer(domain: Any, device: str, epochs: int) -> Scorer:
-    d = domain.data
-    g = seed_everything(DATA_SEED)
-    clf = MLP(domain.dim, list(CLASSIFIER["hidden"]), domain.num_classes).to(device)
-    opt = torch.optim.Adam(clf.parameters(), lr=float(CLASSIFIER["lr"]))
-    train(clf, TensorData(d.x_train, d.y_train, d.x_test, d.y_test, d.num_classes, d.name), opt, epochs=epochs,
-          batch_size=int(CLASSIFIER["batch_size"]), generator=g, eval_every=0)
-    clf.eval()
-    for p in clf.parameters():
-        p.requires_grad_(False)
-    return Scorer(domain, clf)
 
 
 def _setup(cfg: dict[str, Any], env: Env) -> dict[str, Any]:
@@ -145,9 +131,7 @@ def _setup(cfg: dict[str, Any], env: Env) -> dict[str, Any]:
 
 
 def _shared(cfg: dict[str, Any], env: Env, setup: dict[str, Any]) -> Scorer:
-    if cfg.get("scorer_epochs"):
-        return _quick_scorer(setup["domain"], env.device, int(cfg["scorer_epochs"]))
-    return fit_scorer(setup["domain"], env.device)
+    return fit_scorer(setup["domain"], env.device, epochs=cfg.get("scorer_epochs") or None)
 
 
 def _freeze(m: torch.nn.Module) -> torch.nn.Module:

@@ -36,11 +36,7 @@ from zoo.diffusion.independent_condition_guidance import (
 )
 from zoo.experiment import Curve
 from zoo.experiments._diffbench import (
-    CLASSIFIER,
-    DATA_SEED,
     RECIPES,
-    Domain,
-    Scorer,
     draw,
     fit_scorer,
     load_domain,
@@ -48,7 +44,6 @@ from zoo.experiments._diffbench import (
     sample_series,
     shared_denoiser,
 )
-from zoo.training import MLP, TensorData, seed_everything, train
 from zoo.harness import Env, Experiment, JobContext, JobOutput, Table
 
 __all__ = ["EXPERIMENT", "arm_name", "arms", "parse_arm"]
@@ -89,18 +84,6 @@ def arms(cfg: dict[str, Any]) -> list[str]:
     return out
 
 
-def quick_scorer(domain: Domain, device: str, epochs: int) -> Scorer:
-    """A smoke-run stand-in for :func:`fit_scorer`: the same classifier trained for ``epochs`` only."""
-    d = domain.data
-    g = seed_everything(DATA_SEED)
-    clf = MLP(domain.dim, list(CLASSIFIER["hidden"]), domain.num_classes).to(device)
-    opt = torch.optim.Adam(clf.parameters(), lr=float(CLASSIFIER["lr"]))
-    train(clf, TensorData(d.x_train, d.y_train, d.x_test, d.y_test, d.num_classes, d.name), opt, epochs=epochs,
-          batch_size=int(CLASSIFIER["batch_size"]), generator=g, eval_every=0)
-    clf.eval()
-    for p in clf.parameters():
-        p.requires_grad_(False)
-    return Scorer(domain, clf)
 
 
 def _shared(cfg: dict[str, Any], env: Env, setup: Any) -> dict[str, Any]:
@@ -108,8 +91,7 @@ def _shared(cfg: dict[str, Any], env: Env, setup: Any) -> dict[str, Any]:
     out = {}
     for d in cfg["domains"]:
         dom = load_domain(d, env.data_dir, env.device)
-        quick = cfg.get("scorer_epochs")
-        out[d] = fit_scorer(dom, env.device) if quick is None else quick_scorer(dom, env.device, int(quick))
+        out[d] = fit_scorer(dom, env.device, epochs=cfg.get("scorer_epochs"))
     return out
 
 

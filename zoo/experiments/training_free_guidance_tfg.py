@@ -30,11 +30,8 @@ import torch
 from zoo.diffusion.training_free_guidance import SPECIAL_CASES, TFGConfig, tfg_sample
 from zoo.experiment import Curve
 from zoo.experiments._diffbench import (
-    CLASSIFIER,
-    DATA_SEED,
     RECIPES,
     Domain,
-    Scorer,
     fit_scorer,
     load_domain,
     make_scheduler,
@@ -93,25 +90,11 @@ def guidance_classifier(domain: Domain, cfg: dict[str, Any], device: str) -> tor
     return clf
 
 
-def _quick_scorer(domain: Domain, device: str, epochs: int) -> Scorer:
-    """A smoke-run stand-in for :func:`fit_scorer`: the same classifier trained for ``epochs`` only."""
-    # Copied from zoo.experiments.independent_condition_guidance.quick_scorer
-    d = domain.data
-    g = seed_everything(DATA_SEED)
-    clf = MLP(domain.dim, list(CLASSIFIER["hidden"]), domain.num_classes).to(device)
-    opt = torch.optim.Adam(clf.parameters(), lr=float(CLASSIFIER["lr"]))
-    train(clf, TensorData(d.x_train, d.y_train, d.x_test, d.y_test, d.num_classes, d.name), opt, epochs=epochs,
-          batch_size=int(CLASSIFIER["batch_size"]), generator=g, eval_every=0)
-    clf.eval()
-    for p in clf.parameters():
-        p.requires_grad_(False)
-    return Scorer(domain, clf)
 
 
 def _shared(cfg: dict[str, Any], env: Env, setup: Any) -> dict[str, Any]:
     dom = load_domain(DOMAIN, env.data_dir, env.device)
-    quick = cfg.get("scorer_epochs")  # the quick smoke run: a briefly trained stand-in
-    scorer = fit_scorer(dom, env.device) if quick is None else _quick_scorer(dom, env.device, int(quick))
+    scorer = fit_scorer(dom, env.device, epochs=cfg.get("scorer_epochs"))  # scorer_epochs: --quick only
     return {"scorer": scorer, "guide": guidance_classifier(dom, cfg, env.device)}
 
 
