@@ -32,8 +32,8 @@ Example:
     >>> r = torch.tensor([[3.0, 4.0]])
     >>> round(float(pseudo_huber(r, torch.tensor([1.0]))), 4)  # 1 * (sqrt(1 + 25) - 1)
     4.099
-    >>> [round(float(v), 3) for v in exponential_delta(torch.tensor([0, 500, 1000]), 1000, 1.0, 0.01)]
-    [1.0, 0.1, 0.01]
+    >>> tuple(round(float(v), 3) for v in exponential_delta(torch.tensor([0, 500, 1000]), 1000, 1.0, 0.01))
+    (1.0, 0.1, 0.01)
 """
 
 from __future__ import annotations
