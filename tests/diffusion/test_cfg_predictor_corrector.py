@@ -65,3 +65,28 @@ def test_options_honoured():
     d = cfg_sample(GM, 1, 1.0, 20, 500, "ddim", _g(9))  # DDIM on the conditional = PCG without a corrector
     assert not torch.allclose(a, b)
     torch.testing.assert_close(c, d)
+
+
+def test_isotropic_fast_scores_match_the_reference_mixture():
+    # the fast elementwise twin against GaussianMixture.score_t (Cholesky path), 1-D and 2-D, with and without c
+    from zoo.diffusion.cfg_predictor_corrector import IsotropicScores
+
+    gm2 = GaussianMixture(torch.tensor([[-1.0, 0.5], [0.0, -1.0], [1.5, 1.0]]), stds=torch.tensor([0.3, 0.5, 0.8]),
+                          weights=torch.tensor([0.2, 0.5, 0.3]), labels=torch.tensor([0, 1, 1]))
+    for gm in (GM, gm2):
+        fast = IsotropicScores(gm)
+        x = torch.randn(64, gm.dim, generator=_g(9), dtype=torch.float64) * 2
+        for abar in (0.999, 0.4, 0.01):
+            for c in (None, 0, 1):
+                torch.testing.assert_close(fast.score_t(x, abar, c), gm.score_t(x, abar, c))
+                torch.testing.assert_close(fast.eps(x, abar, c), gm.eps(x, abar, c))
+
+
+def test_isotropic_scores_refuse_a_full_covariance():
+    import pytest
+
+    from zoo.diffusion.cfg_predictor_corrector import IsotropicScores
+
+    full = GaussianMixture(torch.zeros(1, 2), torch.tensor([[[1.0, 0.5], [0.5, 1.0]]]))
+    with pytest.raises(ValueError, match="isotropic"):
+        IsotropicScores(full)

@@ -40,6 +40,11 @@ discrete time we take ``eps = 1 - abar_t / abar_s``, the effective beta of the r
 (the noise variance of DDPM's step up to O(beta^2)); :func:`pcg_gamma` gives gamma'. The splitting
 is first order, so PCG and CFG-DDPM agree only as the step count grows.
 
+Speed: the samplers call the exact scores several times per step. For isotropic mixtures (every
+component ``Sigma_k = s_k^2 I``, the case of the reproduction) they run on :class:`IsotropicScores`,
+an elementwise evaluation of the same closed form without per-call Cholesky factorisations (about
+10x faster at d = 1); it is tested against :meth:`GaussianMixture.score_t`, the readable reference.
+
 Departures: the paper's proof is in the VE parameterisation and continuous time; here VP, the
 zoo's DDPM/DDIM schedulers (:mod:`zoo.diffusion.ddpm`, :mod:`zoo.diffusion.ddim`) and exact
 Gaussian-mixture scores (:mod:`zoo.diffusion.analytic`) in place of a network. The corrector is
@@ -63,9 +68,61 @@ from zoo.diffusion.analytic import GaussianMixture, guided_eps
 from zoo.diffusion.ddim import DDIMScheduler
 from zoo.diffusion.ddpm import DDPMScheduler
 
-__all__ = ["cfg_sample", "langevin_step", "make_scheduler", "pcg_gamma", "pcg_sample", "powered_score_t"]
+__all__ = ["IsotropicScores", "cfg_sample", "langevin_step", "make_scheduler", "pcg_gamma", "pcg_sample", "powered_score_t"]
 
 _DTYPE = torch.float64
+
+
+class IsotropicScores:
+    """Exact noised scores of an isotropic :class:`GaussianMixture`, elementwise: the fast twin of ``score_t``.
+
+    With ``Sigma_k = s_k^2 I`` the VP-noised component k is ``N(sqrt(abar) mu_k, v_k I)``,
+    ``v_k = abar s_k^2 + 1 - abar``, so with ``delta_k = x - sqrt(abar) mu_k``
+    ``log [pi_k N_k(x)] = log pi_k - |delta_k|^2 / (2 v_k) - (d / 2) log v_k + const`` and
+    ``grad log p_t(x) = -sum_k r_k(x) delta_k / v_k``, ``r = softmax_k`` of the former. ``c``
+    (an int) restricts the sum to class c's components, weights renormalised (the constant drops
+    out of the score). ``abar`` is one number per call.
+    """
+
+    def __init__(self, mixture: GaussianMixture) -> None:
+        var = torch.diagonal(mixture.covs, dim1=-2, dim2=-1)[:, 0]
+        if not torch.allclose(mixture.covs, var[:, None, None] * torch.eye(mixture.dim, dtype=_DTYPE)):
+            raise ValueError("IsotropicScores needs isotropic components (covs = s_k^2 I)")
+        self.means, self.var, self.labels = mixture.means, var, mixture.labels
+        self.log_weights = mixture.weights.log()
+        self.dim = mixture.dim
+
+    def _log_weights(self, c: int | None) -> torch.Tensor:
+        if c is None:
+            return self.log_weights
+        if self.labels is None:
+            raise ValueError("this mixture has no labels; pass labels= to condition on a class")
+        keep = self.labels == int(c)
+        if not keep.any():
+            raise ValueError(f"no component has label {c}")
+        return torch.where(keep, self.log_weights, torch.tensor(-torch.inf, dtype=_DTYPE))
+
+    def score_t(self, x: torch.Tensor, abar: float | torch.Tensor, c: int | None = None) -> torch.Tensor:
+        """grad log p_t(x) (or p_t(x | c)), x ``(N, d)`` -> ``(N, d)``, float64."""
+        a = float(abar)
+        x = torch.as_tensor(x).to(_DTYPE)
+        v = a * self.var + (1.0 - a)  # (K,)
+        delta = x[:, None, :] - a**0.5 * self.means  # (N, K, d)
+        logj = self._log_weights(c) - 0.5 * (delta**2).sum(-1) / v - 0.5 * self.dim * v.log()
+        r = torch.softmax(logj, dim=1)
+        return -(r[..., None] * delta / v[:, None]).sum(1)
+
+    def eps(self, x: torch.Tensor, abar: float | torch.Tensor, c: int | None = None) -> torch.Tensor:
+        """``E[eps | x_t] = -sqrt(1 - abar) grad log p_t(x_t)``."""
+        return -((1.0 - float(abar)) ** 0.5) * self.score_t(x, abar, c)
+
+
+def _fast(mixture: GaussianMixture) -> GaussianMixture | IsotropicScores:
+    """The isotropic fast path where it applies, else the mixture itself (same closed form)."""
+    try:
+        return IsotropicScores(mixture)
+    except ValueError:
+        return mixture
 
 
 def pcg_gamma(gamma: float) -> float:
@@ -74,7 +131,7 @@ def pcg_gamma(gamma: float) -> float:
 
 
 def powered_score_t(
-    mixture: GaussianMixture, x: torch.Tensor, abar: float | torch.Tensor, c: int, gamma: float
+    mixture: GaussianMixture | IsotropicScores, x: torch.Tensor, abar: float | torch.Tensor, c: int, gamma: float
 ) -> torch.Tensor:
     """grad log [p_t(x | c)^gamma p_t(x)^(1 - gamma)] = gamma s_t(x | c) + (1 - gamma) s_t(x), exact."""
     return gamma * mixture.score_t(x, abar, c) + (1.0 - gamma) * mixture.score_t(x, abar)
@@ -125,9 +182,10 @@ def cfg_sample(
     """
     sched = make_scheduler(sampler, steps, num_train_timesteps, beta_schedule)
     x = _init(mixture, n, generator)
+    scores = _fast(mixture)
     for t in sched.timesteps:
         t = int(t)
-        eps = guided_eps(mixture, x, sched.alphas_cumprod[t], c, gamma)
+        eps = guided_eps(scores, x, sched.alphas_cumprod[t], c, gamma)
         x = sched.step(eps, t, x, generator=generator).prev_sample
     return x
 
@@ -155,13 +213,14 @@ def pcg_sample(
     sched = make_scheduler("ddim", steps, num_train_timesteps, beta_schedule)
     abar = sched.alphas_cumprod
     x = _init(mixture, n, generator)
+    scores = _fast(mixture)
     for t in sched.timesteps:
         t = int(t)
-        x = sched.step(mixture.eps(x, abar[t], c), t, x).prev_sample  # predictor: conditional DDIM
+        x = sched.step(scores.eps(x, abar[t], c), t, x).prev_sample  # predictor: conditional DDIM
         s = sched.previous_timestep(t)
         if s < 0:
             continue
         eps = float(step_scale) * float(1 - abar[t] / abar[s])
         for _ in range(int(langevin_steps)):
-            x = langevin_step(x, powered_score_t(mixture, x, abar[s], c, gamma_corrector), eps, generator)
+            x = langevin_step(x, powered_score_t(scores, x, abar[s], c, gamma_corrector), eps, generator)
     return x
