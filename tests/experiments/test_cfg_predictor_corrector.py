@@ -63,13 +63,20 @@ def test_exact_arm_and_floor_sample_the_tilted_target_with_independent_noise():
     assert not torch.equal(exp.arm_samples(cfg, "exact", 1), x)
 
 
-def test_job_metrics_measure_against_the_seed_state():
-    cfg = _cfg()
-    state = exp._per_seed(cfg, 0, quick_env(), None, None)
+def test_job_metrics_measure_against_the_seed_state(monkeypatch):
+    from zoo.diffusion.analytic import wasserstein_1d
     from zoo.harness import JobContext
 
-    out = exp._job(cfg, "cfg_ddpm", 0, JobContext(quick_env(), None, None, {**state, "reference": state["tilted"]}))
-    assert out.metrics["w1_ddpm"] == out.metrics["w1_tilted"]  # w1_ddpm really is measured against the reference
+    cfg = _cfg()
+    x = torch.linspace(-1, 3, 200, dtype=torch.float64)
+    monkeypatch.setattr(exp, "arm_samples", lambda cfg, arm, seed: x)
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(200, generator=g, dtype=torch.float64) + shift
+             for k, shift in (("tilted", 1.0), ("cond", 0.0), ("reference", 2.0))}
+    out = exp._job(cfg, "cfg_ddpm", 0, JobContext(quick_env(), None, None, state))
+    for metric, ref in (("w1_tilted", "tilted"), ("w1_cond", "cond"), ("w1_ddpm", "reference")):
+        assert out.metrics[metric] == float(wasserstein_1d(x, state[ref])), metric
+    assert out.metrics["mean"] == float(x.mean()) and out.metrics["std"] == float(x.std())
     assert abs(sum(out.series["density"]) * (cfg["hist_hi"] - cfg["hist_lo"]) / cfg["hist_bins"] - 1) < 1e-4
 
 
