@@ -114,11 +114,11 @@ def _curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
     centres = [lo + (i + 0.5) * (hi - lo) / bins for i in range(bins)]
     shown = [a for a in ("exact", "cfg_ddpm", "cfg_ddim", f"pcg_{max(cfg['pcg_steps'])}") if a in table]
     dens = {a: table.series(a, "density")[0] for a in shown}
-    curves = [Curve(title=f"first seed's samples, gamma = {cfg['gamma']} (exact: the tilted target)", x=centres,
+    curves = [Curve(title=f"samples (first seed), gamma = {cfg['gamma']}", x=centres,
                     series=dens, xlabel="x", ylabel="density", style={a: "-" for a in dens})]
     steps = [int(k) for k in cfg["pcg_steps"]]
     mean, band = mean_band([list(r) for r in zip(*[table.metric(f"pcg_{k}", "w1_ddpm") for k in steps])])
-    curves.append(Curve(title="PCG (gamma' = 2 gamma - 1) approaches CFG-DDPM as steps grow", x=[float(k) for k in steps],
+    curves.append(Curve(title="PCG's gap to CFG-DDPM", x=[float(k) for k in steps],
                         series={"W1(PCG, CFG-DDPM)": mean}, bands={"W1(PCG, CFG-DDPM)": band}, xlabel="PCG steps",
                         ylabel="W1", logx=True, style={"W1(PCG, CFG-DDPM)": "o-"}))
     return curves
