@@ -28,7 +28,11 @@ logits ``-(z_0,i / alpha_0 - v_k)^2 / (2 sigma_0^2 / alpha_0^2)``. Bits per dime
 ``D ln 2``.
 
 Departures: fixed (not learned) noise schedule; MLP denoiser and encoder instead of U-Nets; the
-time derivative is taken in t and divided by ``lambda'_t`` (identical for a fixed schedule).
+time derivative is taken in t and divided by ``lambda'_t`` (identical for a fixed schedule); an
+eps-predicting denoiser, and the generative side applies the encoder exactly to ``x_hat``
+(``v(x_hat, t)`` with its own JVP), where the authors' code (``sigma3_v_approx_model.py``)
+predicts v and approximates the generative encoder's time derivative. Both are valid ELBOs of the
+same forward process; ours is the paper's general form ``p(z_s|z_t) = q(z_s|z_t, x = x_hat)``.
 
 Example:
     >>> import torch
@@ -98,8 +102,11 @@ class IdentityEncoder(nn.Module):
 class LearnedEncoder(nn.Module):
     """DiffEnc's trainable encoder ``x_phi(x, t) = (1 - sigma_t^2) x + sigma_t^2 y_phi(x, t)``.
 
-    ``y_phi`` is an MLP on ``(x, time features)``; ``sigma2`` is ``sigma_t^2`` of the schedule (passed
-    in so the encoder's time derivative includes the schedule's part).
+    ``y_phi(x, t) = x + h(x, t)`` with ``h`` an MLP on ``(x, time features)`` whose last layer starts
+    at zero, so the encoder is the identity at initialisation (the authors' ``id_at_zero`` inner
+    encoder with a zero-initialised output convolution): DiffEnc starts from the very VDM it is
+    compared with. ``sigma2`` is ``sigma_t^2`` of the schedule (passed in so the encoder's time
+    derivative includes the schedule's part).
     """
 
     learned = True
@@ -107,9 +114,11 @@ class LearnedEncoder(nn.Module):
     def __init__(self, dim: int, hidden: int = 128, depth: int = 2) -> None:
         super().__init__()
         self.net = _mlp(dim + 16, hidden, dim, depth)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
-        y = self.net(torch.cat([x, _time_features(t)], 1))
+        y = x + self.net(torch.cat([x, _time_features(t)], 1))
         s2 = sigma2[:, None]
         return (1.0 - s2) * x + s2 * y
 

@@ -8,7 +8,8 @@ pixels mapped to the 17 levels ``2x - 1`` in [-1, 1]):
   (:mod:`zoo.diffusion.diffenc`).
 
 Both arms: the same denoiser architecture and its SAME initial weights (built first after seeding;
-the encoder, DiffEnc's extra parameters as in the paper, is built afterwards), fixed linear schedule,
+the encoder, DiffEnc's extra parameters as in the paper, is built afterwards and starts as the identity,
+so both arms have the same model, hence the same ELBO, at step 0), fixed linear schedule,
 optimiser, learning-rate schedule, epochs and data order (seeded by the seed). Test ELBO: the
 per-image -ELBO (diffusion + prior + reconstruction) in bits per dimension, averaged over the test
 split and ``eval_passes`` draws of (t, eps) from a generator seeded by the seed (the same for both
