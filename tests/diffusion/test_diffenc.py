@@ -200,3 +200,35 @@ def test_bpd_divides_by_dim_ln2_and_schedule_options():
     assert torch.allclose(s(torch.tensor([0.0, 1.0])), torch.tensor([-3.0, 2.0]))
     assert torch.allclose(s.dgamma(torch.tensor([0.4])), torch.tensor([5.0]))
     assert isinstance(VDM(2, 5).encoder, IdentityEncoder)
+
+
+class OffsetEncoder(AnalyticEncoder):
+    """y = x + a t^2 + b: differs from x at t = 0, so the reconstruction term sees the encoder."""
+
+    def __init__(self, a: float, b: float) -> None:
+        super().__init__(a)
+        self.b = b
+
+    def forward(self, x, t, sigma2):
+        s2 = sigma2[:, None]
+        return (1 - s2) * x + s2 * (x + self.a * t[:, None] ** 2 + self.b)
+
+
+def test_reconstruction_term_uses_the_encoder_at_t0_hand_computed():
+    b = 0.8
+    m = _model(encoder=OffsetEncoder(0.0, b), gmin=-2.0, gmax=3.0)
+    x = _x()
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    eps = torch.zeros(3, 2, dtype=torch.float64)
+    terms = m.loss_terms(x, t=t, eps=eps, generator=torch.Generator().manual_seed(7))
+    eps0 = torch.randn(x.shape, generator=torch.Generator().manual_seed(7)).double()  # drawn in float32
+    a0, s0 = math.sqrt(1 / (1 + math.exp(-2.0))), math.sqrt(1 / (1 + math.exp(2.0)))
+    levels = [-1.0, -0.5, 0.0, 0.5, 1.0]
+    for i in range(3):
+        want = 0.0
+        for j in range(2):
+            z0 = a0 * (float(x[i, j]) + s0 ** 2 * b) + s0 * float(eps0[i, j])
+            logits = [-((z0 / a0 - v) ** 2) / (2 * (s0 / a0) ** 2) for v in levels]
+            k = levels.index(float(x[i, j]))
+            want -= logits[k] - math.log(sum(math.exp(l) for l in logits))
+        assert math.isclose(float(terms["recon"][i]), want, rel_tol=1e-9)
