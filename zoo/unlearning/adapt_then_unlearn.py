@@ -135,6 +135,6 @@ def gan_step(gen: nn.Module, disc: nn.Module, g_opt: torch.optim.Optimizer, d_op
     for p in disc.parameters():
         p.requires_grad_(True)
     g_opt.step()
-    return {"d": float(ld), "g": float(lg), "reg": float(reg)}
+    return {"d": float(ld.detach()), "g": float(lg.detach()), "reg": float(reg.detach())}
 
 
