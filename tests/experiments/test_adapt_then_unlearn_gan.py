@@ -94,8 +94,10 @@ def test_original_and_adapted_arms_are_the_stored_generators(quick):
     a = EXPERIMENT.job(cfg, "adapted", 0, ctx).metrics
     assert o["fd_ratio"] == 1.0 and o["forget_ratio"] == 1.0 and o["rel_dist"] == 1.0
     assert a["rel_dist"] == 0.0 and a != o  # theta_N, not the original
-    with pytest.raises(ValueError):
+    with pytest.raises((ValueError, KeyError)):
         EXPERIMENT.job(cfg, "atu_l1", 0, ctx)
+    with pytest.raises(ValueError):
+        EXPERIMENT.job(cfg, "finetune", 0, ctx)
 
 
 class _Fixed(nn.Module):
