@@ -85,8 +85,8 @@ def independent_condition_model_fn(
         >>> import torch
         >>> m = ConditionalDenoiser(2, 3, 10, hidden=8, depth=1)
         >>> fn = independent_condition_model_fn(m, torch.tensor([0, 1]), torch.Generator().manual_seed(0))
-        >>> [tuple(e.shape) for e in fn(torch.zeros(2, 2), 5)]
-        [(2, 2), (2, 2)]
+        >>> all(e.shape == (2, 2) for e in fn(torch.zeros(2, 2), 5))
+        True
     """
     if resample not in ("step", "once"):
         raise ValueError(f"resample must be 'step' or 'once', got {resample!r}")
