@@ -34,6 +34,13 @@ def test_score_lets_gradients_flow_to_the_query():
     x = torch.tensor([[0.3, -0.2]], dtype=torch.float64, requires_grad=True)
     closed_form_score(x, 0.5, DATA).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    # the full Jacobian of the score is the Hessian of the log density (gradient flows through the softmax)
+    t = 0.5
+    x0 = torch.tensor([0.8, 0.9], dtype=torch.float64)
+    logp = lambda y: torch.logsumexp(-((y[None] - t * DATA) ** 2).sum(1) / (2 * (1 - t) ** 2), 0)  # noqa: E731
+    hess = torch.autograd.functional.hessian(logp, x0)
+    jac = torch.autograd.functional.jacobian(lambda y: closed_form_score(y[None], t, DATA)[0], x0)
+    assert torch.allclose(jac, hess, atol=1e-10)
 
 
 def test_velocity_of_one_point_is_the_straight_line_to_it():
