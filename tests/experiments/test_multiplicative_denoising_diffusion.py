@@ -116,3 +116,19 @@ def test_quick_budget_produces_every_metric_and_the_clipped_arms_sample_the_same
     assert m["multiplicative"]["final_loss"] == m["multiplicative_noclip"]["final_loss"]
     assert m["additive"]["final_loss"] != m["multiplicative"]["final_loss"]
     assert m["multiplicative"]["neg_frac"] == [0.0] and m["additive_clip"]["neg_frac"] == [0.0]
+
+
+def test_every_arms_job_samples_from_the_seeds_one_noise_stream(quick, monkeypatch):
+    cfg, ctx = quick
+    states = []
+    torch.manual_seed(0)
+    model = db.ConditionalDenoiser(64, 10, 1000, hidden=16, depth=1)
+    monkeypatch.setattr(exp, "train_arm", lambda cfg_, arm, dom, seed, device="cpu": (model, [0.0]))
+    real = exp.draw_positive
+    monkeypatch.setattr(exp, "draw_positive", lambda cfg_, arm, m, dom, g: states.append(g.get_state().clone())
+                        or real(cfg_, arm, m, dom, g))
+    scorer = SimpleNamespace(score=lambda x, y, ref: {"class_acc": 0.0, "diversity": 0.0, "fd": 1.0})
+    jctx = JobContext(ctx.env, ctx.setup, scorer, None)
+    for arm in ARMS:
+        EXPERIMENT.job(cfg, arm, 2, jctx)
+    assert len(states) == len(ARMS) and all(torch.equal(s, db.sample_noise(2, 0).get_state()) for s in states)
