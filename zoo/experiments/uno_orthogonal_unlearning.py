@@ -25,6 +25,10 @@ optimised against. Metrics (prior samples ``x = decode(z)``, ``z ~ N(0, I)``):
 * ``steps_to_forget``: the first step (checked every ``eval_every`` steps on a separate ``n_check``
   stream) at which the forget share is below ``threshold`` %; a run that never gets there counts as
   ``steps + eval_every`` (censored); ``log10_steps`` its log10.
+
+Every arm stops at that step (``stop_at_forget``; the authors read steps and FID at their "stable
+stopping point", the first logged step with the forget fraction under a threshold), so the quality
+metrics are those of the model at the moment it has forgotten; arms that never forget run all steps.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from zoo.harness import Env, Experiment, JobContext, JobOutput, Table, mean_band
 from zoo.training import MLP, TensorData, seed_everything, train
 from zoo.unlearning.uno import VAE, UnlearnWeights, unlearn_step, vae_loss
 
-__all__ = ["EXPERIMENT", "ARMS", "batch_schedule", "evaluate", "train_vae", "unlearn"]
+__all__ = ["EXPERIMENT", "ARMS", "batch_schedule", "evaluate", "forget_share", "train_vae", "unlearn"]
 
 ARMS = ("original", "uno", "surgery", "retain", "finetune")
 IDENTIFIER_SEED = 1
@@ -99,6 +103,13 @@ def batch_schedule(cfg: dict[str, Any], domain: Any, seed: int) -> tuple[torch.T
 
 
 @torch.no_grad()
+def forget_share(vae: VAE, scorer: Scorer, z: torch.Tensor, forget_class: int) -> float:
+    """% of the samples ``decode(z)`` that the Scorer classifier labels as ``forget_class``."""
+    x = vae.decode(z.to(next(vae.parameters()).device))
+    return 100.0 * float((scorer.classifier(x).argmax(1) == forget_class).double().mean())
+
+
+@torch.no_grad()
 def evaluate(vae: VAE, scorer: Scorer, z: torch.Tensor, forget_class: int) -> dict[str, float]:
     """``forget_share`` (%), ``fd_retain`` and ``retain_min_share`` of the samples ``decode(z)``."""
     x = vae.decode(z.to(next(vae.parameters()).device))
@@ -128,7 +139,11 @@ def weights(cfg: dict[str, Any]) -> UnlearnWeights:
 def unlearn(cfg: dict[str, Any], method: str, vae: VAE, seed: int, setup: dict[str, Any],
             device: str = "cpu") -> tuple[VAE, list[float], int]:
     """Run ``method`` from (a copy of) ``vae``; returns the model, the check-stream forget share per check
-    (step 0 first) and the steps to forget (censored at ``steps + eval_every``)."""
+    (step 0 first) and the steps to forget (censored at ``steps + eval_every``).
+
+    With ``stop_at_forget`` (default) the run stops at the first check below ``threshold``, as the
+    authors' ``find_stable_stopping_point`` does (their steps and FID are read at that point), so the
+    returned model is the one at the stopping point; an arm that never gets there runs all ``steps``."""
     domain, scorer, ident = setup["domain"], setup["scorer"], setup["identifier"]
     fc = int(cfg["forget_class"])
     model = VAE(domain.dim, list(cfg["hidden"]), int(cfg["latent"])).to(device)
@@ -141,13 +156,16 @@ def unlearn(cfg: dict[str, Any], method: str, vae: VAE, seed: int, setup: dict[s
     eps_g = torch.Generator().manual_seed(40_000 + seed)
     every, steps = int(cfg["eval_every"]), int(cfg["steps"])
     thr = float(cfg["threshold"])
-    curve = [evaluate(model, scorer, z["check"], fc)["forget_share"]]
+    stop = bool(cfg.get("stop_at_forget", True))
+    curve = [forget_share(model, scorer, z["check"], fc)]
     hit = 0 if curve[0] < thr else steps + every
     for s in range(1, steps + 1):
+        if stop and hit <= steps:
+            break
         unlearn_step(method, model, opt, x_r[idx[s - 1, 0]], x_f[idx[s - 1, 1]], z["unif"].to(device), ident, fc, w,
                      eps_g, only_conflict=bool(cfg.get("only_conflict", False)))
         if s % every == 0:
-            curve.append(evaluate(model, scorer, z["check"], fc)["forget_share"])
+            curve.append(forget_share(model, scorer, z["check"], fc))
             if curve[-1] < thr and hit > steps:
                 hit = s
     model.eval()
@@ -173,6 +191,8 @@ def _job(cfg: dict[str, Any], arm: str, seed: int, ctx: JobContext) -> JobOutput
     m["fd_rel"] = m["fd_retain"] / state["original"]["fd_retain"] - 1.0
     m["steps_to_forget"] = float(hit)
     m["log10_steps"] = math.log10(max(hit, 1))
+    if curve:  # a stopped run keeps its last value (the model stays as it was at the stopping point)
+        curve = curve + [curve[-1]] * (int(cfg["steps"]) // int(cfg["eval_every"]) + 1 - len(curve))
     series: dict[str, list[float]] = {"check_share": [round(v, 3) for v in curve]}
     if seed == 0:
         with torch.no_grad():
@@ -188,7 +208,7 @@ def _curves(cfg: dict[str, Any], table: Table) -> list[Curve]:
     for arm in ARMS[1:]:
         mean, band = mean_band([list(r) for r in table.series(arm, "check_share")])
         series[arm], bands[arm] = mean, band
-    return [Curve(title=f"share of digit {cfg['forget_class']} among samples (check stream)", x=xs, series=series,
+    return [Curve(title=f"share of digit {cfg['forget_class']} among samples (check stream; held after the stop)", x=xs, series=series,
                   bands=bands, xlabel="unlearning step", ylabel="forget share (%)")]
 
 

@@ -8,7 +8,7 @@ takes ``g_f = grad(L_f + lambda_u U)``, ``g_r = grad(L_r + lambda_u U)`` and des
 
     L_UNO = w_f L_f + L_r + lambda_o * (g_f . g_r)^2 / (|g_f|^2 |g_r|^2) + lambda_u U         (UNO)
 
-(:func:`uno_loss`; the orthogonality term is differentiated through the gradients, i.e. a
+(:func:`uno_loss`; ``L_f``, ``L_r`` summed over the batch as in the authors' code; the orthogonality term is differentiated through the gradients, i.e. a
 Hessian-vector product: :func:`flat_grad` with ``create_graph=True``). Minimising the squared cosine
 makes the retain and forget gradients orthogonal, so descending the retain loss stops reinforcing
 what the model shares with the forget data; the authors' defaults are ``w_f = 0``,
@@ -106,15 +106,20 @@ class VAE(nn.Module):
 
 
 def vae_loss(model: VAE, x: torch.Tensor, kl_weight: float = 1.0,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-    """Negative ELBO per image, averaged over the batch: ``BCE summed over pixels + kl_weight * KL``.
+             generator: torch.Generator | None = None, reduction: str = "mean") -> torch.Tensor:
+    """Negative ELBO: ``BCE summed over pixels + kl_weight * KL``, averaged (``mean``) or summed (``sum``) over the batch.
 
-    ``KL(N(mu, sigma^2) || N(0, 1)) = -1/2 sum (1 + logvar - mu^2 - exp(logvar))``.
+    ``KL(N(mu, sigma^2) || N(0, 1)) = -1/2 sum (1 + logvar - mu^2 - exp(logvar))``. The unlearning losses
+    use ``sum``, as the authors' ``reconstruction_loss`` / ``kl_div`` do (it sets the scale of ``L_r``
+    against ``lambda_o`` and ``lambda_u``).
     """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
     logits, mu, logvar = model(x, generator)
-    rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
-    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum() / x.shape[0]
-    return rec + kl_weight * kl
+    rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum()
+    n = x.shape[0] if reduction == "mean" else 1
+    return (rec + kl_weight * kl) / n
 
 
 def uniformity_loss(logits: torch.Tensor, forget_class: int) -> torch.Tensor:
@@ -161,7 +166,7 @@ class UnlearnWeights:
 def retain_loss(model: VAE, x_r: torch.Tensor, z: torch.Tensor, identifier: nn.Module, forget_class: int,
                 w: UnlearnWeights, generator: torch.Generator | None = None) -> torch.Tensor:
     """``L_r + lambda_u U``: what the retain-only arm descends."""
-    loss = vae_loss(model, x_r, w.kl, generator)
+    loss = vae_loss(model, x_r, w.kl, generator, "sum")
     if w.unif:
         loss = loss + w.unif * uniformity_loss(identifier(model.decode(z)), forget_class)
     return loss
@@ -172,8 +177,8 @@ def uno_loss(model: VAE, x_r: torch.Tensor, x_f: torch.Tensor, z: torch.Tensor, 
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. (UNO) and its orthogonality measure; the loss is differentiable through ``g_f``, ``g_r``."""
     params = [p for p in model.parameters() if p.requires_grad]
-    l_f = vae_loss(model, x_f, w.kl, generator)
-    l_r = vae_loss(model, x_r, w.kl, generator)
+    l_f = vae_loss(model, x_f, w.kl, generator, "sum")
+    l_r = vae_loss(model, x_r, w.kl, generator, "sum")
     unif = uniformity_loss(identifier(model.decode(z)), forget_class) if w.unif else l_r.new_zeros(())
     g_f = flat_grad(l_f + w.unif * unif, params, create_graph=True)
     g_r = flat_grad(l_r + w.unif * unif, params, create_graph=True)
@@ -197,11 +202,11 @@ def unlearn_step(method: str, model: VAE, opt: torch.optim.Optimizer, x_r: torch
         loss = retain_loss(model, x_r, z, identifier, forget_class, w, generator)
         loss.backward()
     elif method == "finetune":
-        loss = vae_loss(model, x_r, w.kl, generator)
+        loss = vae_loss(model, x_r, w.kl, generator, "sum")
         loss.backward()
     elif method == "surgery":
-        l_f = vae_loss(model, x_f, w.kl, generator)
-        l_r = vae_loss(model, x_r, w.kl, generator)
+        l_f = vae_loss(model, x_f, w.kl, generator, "sum")
+        l_r = vae_loss(model, x_r, w.kl, generator, "sum")
         unif = uniformity_loss(identifier(model.decode(z)), forget_class) if w.unif else l_r.new_zeros(())
         g_f = flat_grad(l_f + w.unif * unif, params)
         g_r = flat_grad(l_r + w.unif * unif, params)
