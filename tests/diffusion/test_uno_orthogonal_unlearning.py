@@ -85,6 +85,10 @@ def test_uno_loss_is_its_equation_and_the_penalty_is_differentiated_through_the_
     # the gradient of the loss carries the penalty's Hessian-vector term: it differs from the gradient
     # of the same loss with the penalty's value held fixed
     assert flat_grad(50.0 * orth, params).norm() > 0
+    # ... and through both gradients: the penalty's gradient with g_f and g_r both kept differentiable
+    gf2, gr2 = flat_grad(lf + 2.0 * u, params, create_graph=True), flat_grad(lr + 2.0 * u, params, create_graph=True)
+    want = flat_grad(0.3 * lf + lr + 2.0 * u + 50.0 * orthogonality(gf2, gr2), params)
+    assert torch.allclose(flat_grad(loss, params), want, rtol=1e-3, atol=1e-4)
     loss.backward()
     full = _grads(vae)
     vae.zero_grad()
